@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 MAX_HASH_KEY = 2**128 - 1
 
@@ -141,3 +142,69 @@ class SubscribeEvent:
     continuation_sequence_number: str | None
     millis_behind_latest: int | None = None
     child_shards: list[ChildShard] = field(default_factory=list)
+
+
+# -- consumer side: checkpoints and leases (SPEC §2) ---------------------------------------
+
+TRIM_HORIZON = "TRIM_HORIZON"
+LATEST = "LATEST"
+AT_TIMESTAMP = "AT_TIMESTAMP"
+SHARD_END = "SHARD_END"
+
+# Sentinel order: AT_TIMESTAMP < TRIM_HORIZON < LATEST < any sequence number < SHARD_END.
+_SENTINEL_RANK = {AT_TIMESTAMP: 0, TRIM_HORIZON: 1, LATEST: 2, SHARD_END: 4}
+
+
+@dataclass(frozen=True, slots=True)
+class ExtendedSequenceNumber:
+    """A checkpoint position: a sequence number (or a KCL sentinel) and a sub-sequence number.
+
+    Ordered as the KCL orders them: AT_TIMESTAMP < TRIM_HORIZON < LATEST < any sequence number
+    < SHARD_END; equal sequence numbers compare by sub-sequence number.
+    """
+
+    sequence_number: str
+    sub_sequence_number: int = 0
+
+    @property
+    def is_sentinel(self) -> bool:
+        return self.sequence_number in _SENTINEL_RANK
+
+    def _key(self) -> tuple[int, int, int]:
+        rank = _SENTINEL_RANK.get(self.sequence_number)
+        if rank is not None:
+            return (rank, 0, self.sub_sequence_number if rank == 3 else 0)
+        return (3, int(self.sequence_number), self.sub_sequence_number)
+
+    def __lt__(self, other: ExtendedSequenceNumber) -> bool:
+        return self._key() < other._key()
+
+    def __le__(self, other: ExtendedSequenceNumber) -> bool:
+        return self._key() <= other._key()
+
+    def __gt__(self, other: ExtendedSequenceNumber) -> bool:
+        return self._key() > other._key()
+
+    def __ge__(self, other: ExtendedSequenceNumber) -> bool:
+        return self._key() >= other._key()
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """One item of the KCL lease table (SPEC §2), as last read or written by this worker.
+
+    ``extra`` keeps attributes kinesio does not interpret (KCL 3.x ``throughputKBps``,
+    ``checkpointOwner``, ...) in DynamoDB's typed JSON form so that writes preserve them.
+    """
+
+    lease_key: str
+    lease_owner: str | None = None
+    lease_counter: int = 0
+    checkpoint: ExtendedSequenceNumber = ExtendedSequenceNumber(TRIM_HORIZON)
+    pending_checkpoint: ExtendedSequenceNumber | None = None
+    owner_switches_since_checkpoint: int = 0
+    parent_shard_ids: frozenset[str] = frozenset()
+    child_shard_ids: frozenset[str] = frozenset()
+    starting_hash_key: int | None = None
+    ending_hash_key: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)

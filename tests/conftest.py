@@ -1,0 +1,32 @@
+"""Shared fixtures: fake credentials for every test, and moto's server on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from kinesio.local import LocalEndpoint, moto_server
+
+
+@pytest.fixture(autouse=True)
+def _aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test can reach a real account: fixed fake credentials, a region, no profile."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for var in (
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_KINESIS",
+        "AWS_ENDPOINT_URL_DYNAMODB",
+    ):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[LocalEndpoint]:
+    """moto's server (Kinesis, DynamoDB, CloudWatch), in-process, bound to 127.0.0.1."""
+    with moto_server() as endpoint:
+        yield endpoint
