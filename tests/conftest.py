@@ -30,3 +30,21 @@ def moto_endpoint() -> Iterator[LocalEndpoint]:
     """moto's server (Kinesis, DynamoDB, CloudWatch), in-process, bound to 127.0.0.1."""
     with moto_server() as endpoint:
         yield endpoint
+
+
+@pytest.fixture(scope="session")
+def dynalite_endpoint() -> Iterator[LocalEndpoint]:
+    """dynalite (npm) on 127.0.0.1: a second DynamoDB emulator. Fails if not installed."""
+    from _emulators import dynalite
+
+    with dynalite() as url:
+        yield LocalEndpoint(endpoint_url=url)
+
+
+@pytest.fixture(scope="session")
+def kinesis_mock_endpoint() -> Iterator[LocalEndpoint]:
+    """kinesis-mock (npm kinesis-local) on 127.0.0.1. Fails if not installed."""
+    from _emulators import kinesis_mock
+
+    with kinesis_mock() as url:
+        yield LocalEndpoint(endpoint_url=url)

@@ -7,10 +7,11 @@ Every error kinesio raises (or sets on a record's future) derives from :class:`K
     ├── ConfigurationError            settings that contradict each other, no region, ...
     ├── ValidationError               bad input to put(): partition key, size, hash key, type
     ├── AggregationError              bytes that are not a valid KPL aggregate
-    ├── ProducerClosedError           put() after close(), or records still pending at a forced close
-    ├── BacklogFullError (retriable)  the producer's buffer is full and the overflow policy is Drop/Raise
+    ├── ProducerClosedError           put() after close(); records left at a forced close
+    ├── BacklogFullError (retriable)  the backlog is full (overflow policy Drop/Raise/Block timeout)
     ├── RecordExpiredError            a record was not delivered within its TTL / max attempts
     ├── LeaseLost                     this worker no longer holds the lease it tried to use
+    ├── MalformedLeaseError           a lease table item that cannot be read as a lease
     └── AWSError                      an AWS call failed (``code`` is the AWS error code)
         ├── ThrottlingError (retriable)          ProvisionedThroughputExceeded, LimitExceeded, ...
         ├── ServiceError (retriable)             InternalFailure, 5xx
@@ -67,8 +68,22 @@ class RecordExpiredError(KinesioError):
         self.attempts = attempts
 
 
-class LeaseLost(KinesioError):  # noqa: N818 - the KCL's name for this outcome
+class LeaseLost(KinesioError):
     """This worker no longer holds the lease (another worker took it, or it expired)."""
+
+
+class MalformedLeaseError(KinesioError, ValueError):
+    """An item of the lease table cannot be read as a lease.
+
+    ``lease_key`` names the item and ``attribute`` the offending attribute (missing, of the
+    wrong DynamoDB type, or with a value that does not parse). Nothing is written back: fix or
+    delete the item by hand.
+    """
+
+    def __init__(self, message: str, *, lease_key: str, attribute: str) -> None:
+        super().__init__(message)
+        self.lease_key = lease_key
+        self.attribute = attribute
 
 
 class AWSError(KinesioError):

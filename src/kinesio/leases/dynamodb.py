@@ -1,0 +1,607 @@
+"""The KCL-compatible lease table on DynamoDB (SPEC §2), over an aiobotocore client.
+
+Item layout (one item per shard), exactly as the Java KCL writes it::
+
+    leaseKey                            S   hash key: shard id
+    leaseOwner                          S   worker id; absent when unowned
+    leaseCounter                        N   fencing token, +1 on every write
+    checkpoint                          S   sequence number, or a sentinel (TRIM_HORIZON, ...)
+    checkpointSubSequenceNumber         N
+    ownerSwitchesSinceCheckpoint        N
+    parentShardId                       SS  only when non-empty
+    childShardIds                       SS  only when non-empty
+    startingHashKey, endingHashKey      S   decimal, only when known
+    pendingCheckpoint                   S   only when set
+    pendingCheckpointSubSequenceNumber  N   only when set
+
+Every other attribute (``pendingCheckpointState``, KCL 3.x ``throughputKBps`` and
+``checkpointOwner``, ``entityType``, ...) is kept verbatim in ``Lease.extra`` and survives
+every write: writes to existing items are UpdateItem calls that SET/REMOVE only the attributes
+they own.
+
+Reading is strict where a default would be a guess and lenient where the KCL has a default:
+
+* ``leaseCounter`` and ``checkpoint`` missing, or any known attribute of the wrong DynamoDB
+  type or with an unparsable value -> :class:`~kinesio.MalformedLeaseError` naming
+  the item and the attribute (a lease table that kinesio cannot read is a stop, not a skip:
+  skipping would leave a shard unprocessed without telling anyone).
+* ``checkpointSubSequenceNumber``, ``ownerSwitchesSinceCheckpoint`` and
+  ``pendingCheckpointSubSequenceNumber`` missing -> 0; ``parentShardId``/``childShardIds``
+  missing -> empty; hash keys missing -> None.
+* ``pendingCheckpointState`` may be B or N (or anything): it is not interpreted.
+* an item whose ``entityType`` exists and is not ``"LEASE"`` is not a lease: it is skipped by
+  ``list_leases`` and ``get_lease``, before any of the checks above.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import AsyncExitStack, contextmanager
+from typing import Any
+
+from kinesio._aws import AWSConfig, create_client, map_aws_errors
+from kinesio._errors import (
+    AWSError,
+    ConfigurationError,
+    MalformedLeaseError,
+    ResourceInUseError,
+    ResourceNotFoundError,
+)
+from kinesio._models import ExtendedSequenceNumber, Lease
+from kinesio.leases.base import (
+    PENDING_CHECKPOINT_STATE,
+    check_new_lease,
+    check_position,
+    is_lease_item,
+)
+
+logger = logging.getLogger("kinesio.leases")
+
+LEASE_KEY = "leaseKey"
+LEASE_OWNER = "leaseOwner"
+LEASE_COUNTER = "leaseCounter"
+CHECKPOINT = "checkpoint"
+CHECKPOINT_SUB = "checkpointSubSequenceNumber"
+OWNER_SWITCHES = "ownerSwitchesSinceCheckpoint"
+PARENT_SHARD_IDS = "parentShardId"
+CHILD_SHARD_IDS = "childShardIds"
+STARTING_HASH_KEY = "startingHashKey"
+ENDING_HASH_KEY = "endingHashKey"
+PENDING_CHECKPOINT = "pendingCheckpoint"
+PENDING_CHECKPOINT_SUB = "pendingCheckpointSubSequenceNumber"
+
+#: The attributes :class:`Lease` models; everything else goes to ``Lease.extra``.
+KNOWN_ATTRIBUTES = frozenset(
+    {
+        LEASE_KEY,
+        LEASE_OWNER,
+        LEASE_COUNTER,
+        CHECKPOINT,
+        CHECKPOINT_SUB,
+        OWNER_SWITCHES,
+        PARENT_SHARD_IDS,
+        CHILD_SHARD_IDS,
+        STARTING_HASH_KEY,
+        ENDING_HASH_KEY,
+        PENDING_CHECKPOINT,
+        PENDING_CHECKPOINT_SUB,
+    }
+)
+
+_CONDITION_FAILED = "ConditionalCheckFailedException"
+_TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
+
+
+# -- item <-> Lease ------------------------------------------------------------------------
+
+
+def lease_to_item(lease: Lease) -> dict[str, Any]:
+    """The DynamoDB item (typed attribute values) for ``lease``, ``extra`` included."""
+    item: dict[str, Any] = {k: v for k, v in lease.extra.items() if k not in KNOWN_ATTRIBUTES}
+    item[LEASE_KEY] = {"S": lease.lease_key}
+    if lease.lease_owner is not None:
+        item[LEASE_OWNER] = {"S": lease.lease_owner}
+    item[LEASE_COUNTER] = _n(lease.lease_counter)
+    item[CHECKPOINT] = {"S": lease.checkpoint.sequence_number}
+    item[CHECKPOINT_SUB] = _n(lease.checkpoint.sub_sequence_number)
+    item[OWNER_SWITCHES] = _n(lease.owner_switches_since_checkpoint)
+    if lease.parent_shard_ids:
+        item[PARENT_SHARD_IDS] = {"SS": sorted(lease.parent_shard_ids)}
+    if lease.child_shard_ids:
+        item[CHILD_SHARD_IDS] = {"SS": sorted(lease.child_shard_ids)}
+    if lease.starting_hash_key is not None:
+        item[STARTING_HASH_KEY] = {"S": str(lease.starting_hash_key)}
+    if lease.ending_hash_key is not None:
+        item[ENDING_HASH_KEY] = {"S": str(lease.ending_hash_key)}
+    if lease.pending_checkpoint is not None:
+        item[PENDING_CHECKPOINT] = {"S": lease.pending_checkpoint.sequence_number}
+        item[PENDING_CHECKPOINT_SUB] = _n(lease.pending_checkpoint.sub_sequence_number)
+    return item
+
+
+def lease_from_item(item: Mapping[str, Any]) -> Lease:
+    """Read a lease item; :class:`MalformedLeaseError` names what is missing or mistyped."""
+    key_value = item.get(LEASE_KEY)
+    if not isinstance(key_value, Mapping) or not isinstance(key_value.get("S"), str):
+        raise MalformedLeaseError(
+            f"lease table item {item!r} has no string attribute {LEASE_KEY!r}",
+            lease_key="",
+            attribute=LEASE_KEY,
+        )
+    reader = _ItemReader(str(key_value["S"]), item)
+    checkpoint = reader.position(CHECKPOINT, CHECKPOINT_SUB, required=True)
+    assert checkpoint is not None  # required=True never returns None
+    return Lease(
+        lease_key=reader.lease_key,
+        lease_owner=reader.string(LEASE_OWNER),
+        lease_counter=reader.integer(LEASE_COUNTER, default=None),
+        checkpoint=checkpoint,
+        pending_checkpoint=reader.position(
+            PENDING_CHECKPOINT, PENDING_CHECKPOINT_SUB, required=False
+        ),
+        owner_switches_since_checkpoint=reader.integer(OWNER_SWITCHES, default=0),
+        parent_shard_ids=reader.string_set(PARENT_SHARD_IDS),
+        child_shard_ids=reader.string_set(CHILD_SHARD_IDS),
+        starting_hash_key=reader.hash_key(STARTING_HASH_KEY),
+        ending_hash_key=reader.hash_key(ENDING_HASH_KEY),
+        extra={k: v for k, v in item.items() if k not in KNOWN_ATTRIBUTES},
+    )
+
+
+class _ItemReader:
+    def __init__(self, lease_key: str, item: Mapping[str, Any]) -> None:
+        self.lease_key = lease_key
+        self._item = item
+
+    def _error(self, attribute: str, problem: str) -> MalformedLeaseError:
+        return MalformedLeaseError(
+            f"lease table item {self.lease_key!r}: attribute {attribute!r} {problem}",
+            lease_key=self.lease_key,
+            attribute=attribute,
+        )
+
+    def _raw(self, attribute: str, dynamo_type: str) -> Any:
+        value = self._item.get(attribute)
+        if value is None:
+            return None
+        if not isinstance(value, Mapping) or dynamo_type not in value:
+            found = "/".join(value) if isinstance(value, Mapping) else type(value).__name__
+            raise self._error(attribute, f"has type {found}, expected {dynamo_type}")
+        return value[dynamo_type]
+
+    def string(self, attribute: str) -> str | None:
+        value = self._raw(attribute, "S")
+        if value is not None and not isinstance(value, str):
+            raise self._error(attribute, f"is not a string: {value!r}")
+        return value
+
+    def integer(self, attribute: str, *, default: int | None) -> int:
+        value = self._raw(attribute, "N")
+        if value is None:
+            if default is None:
+                raise self._error(attribute, "is missing")
+            return default
+        try:
+            return int(str(value))
+        except ValueError:
+            raise self._error(attribute, f"is not an integer: {value!r}") from None
+
+    def string_set(self, attribute: str) -> frozenset[str]:
+        value = self._raw(attribute, "SS")
+        if value is None:
+            return frozenset()
+        if not isinstance(value, list | tuple | set | frozenset) or not all(
+            isinstance(v, str) for v in value
+        ):
+            raise self._error(attribute, f"is not a string set: {value!r}")
+        return frozenset(value)
+
+    def hash_key(self, attribute: str) -> int | None:
+        value = self.string(attribute)
+        if value is None:
+            return None
+        if not (value.isascii() and value.isdigit()) or int(value) >= 2**128:
+            raise self._error(attribute, f"is not a decimal 128-bit hash key: {value!r}")
+        return int(value)
+
+    def position(
+        self, attribute: str, sub_attribute: str, *, required: bool
+    ) -> ExtendedSequenceNumber | None:
+        seq = self.string(attribute)
+        if seq is None:
+            if required:
+                raise self._error(attribute, "is missing")
+            return None
+        position = ExtendedSequenceNumber(seq, self.integer(sub_attribute, default=0))
+        try:
+            check_position(position, what=attribute)
+        except ValueError as exc:
+            raise self._error(attribute, f"is not a checkpoint: {exc}") from None
+        return position
+
+
+def _n(value: int) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+# -- the store -----------------------------------------------------------------------------
+
+
+class DynamoDBLeaseStore:
+    """The KCL lease table in DynamoDB: a :class:`~kinesio.leases.LeaseStore`.
+
+    ``table_name`` is the table (the KCL's default is the application name). ``aws`` says
+    where and as whom to call (default: boto3's own resolution, including
+    ``AWS_ENDPOINT_URL_DYNAMODB``). With ``create_if_missing`` (the default)
+    :meth:`create_table_if_missing` creates a PAY_PER_REQUEST table with hash key
+    ``leaseKey`` (S) and waits up to ``table_wait_timeout`` seconds for it to become ACTIVE.
+    ``scan_page_size`` caps the items per Scan request of :meth:`list_leases` (None: DynamoDB's
+    own 1 MB pages).
+
+    Every call is one DynamoDB request, retried by botocore up to ``max_attempts`` times in
+    all on throttling and transient errors; what still fails is raised as a
+    :class:`kinesio.AWSError`. A failed write condition is never retried: it is the ``None``
+    (or ``False``) outcome. Note that a write retried after a lost response can report
+    ``None`` although the first attempt was applied; that is the safe direction (the worker
+    stops processing a lease it still holds, which then expires and is taken again).
+
+    The client is created on first use; close it with :meth:`aclose` or ``async with``
+    (which also runs :meth:`create_table_if_missing`).
+    """
+
+    def __init__(
+        self,
+        table_name: str,
+        *,
+        aws: AWSConfig | None = None,
+        create_if_missing: bool = True,
+        max_attempts: int = 3,
+        table_wait_timeout: float = 300.0,
+        scan_page_size: int | None = None,
+    ) -> None:
+        if not _TABLE_NAME.fullmatch(table_name):
+            raise ConfigurationError(
+                f"invalid DynamoDB table name {table_name!r}: 3-255 characters among "
+                "A-Z a-z 0-9 _ . -"
+            )
+        if max_attempts < 1:
+            raise ConfigurationError(f"max_attempts must be >= 1, not {max_attempts}")
+        if scan_page_size is not None and scan_page_size < 1:
+            raise ConfigurationError(f"scan_page_size must be >= 1, not {scan_page_size}")
+        if table_wait_timeout <= 0:
+            raise ConfigurationError(
+                f"table_wait_timeout must be > 0 seconds, not {table_wait_timeout}"
+            )
+        self.table_name = table_name
+        self._aws = aws if aws is not None else AWSConfig()
+        self._create_if_missing = create_if_missing
+        self._max_attempts = max_attempts
+        self._table_wait_timeout = table_wait_timeout
+        self._scan_page_size = scan_page_size
+        self._stack: AsyncExitStack | None = None
+        self._client_obj: Any = None
+        self._client_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"DynamoDBLeaseStore(table_name={self.table_name!r}, aws={self._aws!r})"
+
+    async def __aenter__(self) -> DynamoDBLeaseStore:
+        try:
+            await self.create_table_if_missing()
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the DynamoDB client. Idempotent; a later call opens a new one."""
+        async with self._client_lock:
+            stack, self._stack, self._client_obj = self._stack, None, None
+            if stack is not None:
+                await stack.aclose()
+
+    async def _client(self) -> Any:
+        if self._client_obj is not None:
+            return self._client_obj
+        async with self._client_lock:
+            if self._client_obj is None:
+                stack = AsyncExitStack()
+                try:
+                    client = await create_client(
+                        "dynamodb", self._aws, stack, max_attempts=self._max_attempts
+                    )
+                except BaseException:
+                    await stack.aclose()
+                    raise
+                self._stack, self._client_obj = stack, client
+            return self._client_obj
+
+    # -- table ---------------------------------------------------------------------------
+
+    async def create_table_if_missing(self) -> None:
+        """Check the table (create it if allowed and missing) and wait until it is ACTIVE.
+
+        Raises :class:`kinesio.ResourceNotFoundError` if it is missing and
+        ``create_if_missing`` is False, :class:`kinesio.ConfigurationError` if its key schema
+        is not the KCL's (hash key ``leaseKey`` of type S, no range key), and
+        :class:`kinesio.ResourceInUseError` if it is not ACTIVE within ``table_wait_timeout``.
+        """
+        table = await self._describe_table()
+        if table is None:
+            if not self._create_if_missing:
+                raise ResourceNotFoundError(
+                    f"lease table {self.table_name!r} does not exist and create_if_missing is "
+                    "False: create it (PAY_PER_REQUEST, hash key 'leaseKey' of type S) or let "
+                    "kinesio create it",
+                    code="ResourceNotFoundException",
+                    operation="DescribeTable",
+                )
+            await self._create_table()
+            table = await self._describe_table()
+            if table is None:  # eventual consistency of DescribeTable right after creation
+                table = {"TableStatus": "CREATING"}
+        if table.get("TableStatus") != "ACTIVE":
+            table = await self._wait_active()
+        self._check_schema(table)
+
+    async def _describe_table(self) -> dict[str, Any] | None:
+        client = await self._client()
+        try:
+            with map_aws_errors("DescribeTable"):
+                resp = await client.describe_table(TableName=self.table_name)
+        except ResourceNotFoundError:
+            return None
+        table: dict[str, Any] = resp["Table"]
+        return table
+
+    async def _create_table(self) -> None:
+        client = await self._client()
+        try:
+            with map_aws_errors("CreateTable"):
+                await client.create_table(
+                    TableName=self.table_name,
+                    KeySchema=[{"AttributeName": LEASE_KEY, "KeyType": "HASH"}],
+                    AttributeDefinitions=[{"AttributeName": LEASE_KEY, "AttributeType": "S"}],
+                    BillingMode="PAY_PER_REQUEST",
+                )
+        except ResourceInUseError:
+            # Another worker created it at the same moment: the schema check below decides.
+            pass
+        logger.info("created lease table %s", self.table_name)
+
+    async def _wait_active(self) -> dict[str, Any]:
+        deadline = time.monotonic() + self._table_wait_timeout
+        delay = 0.1
+        status = "missing"
+        while time.monotonic() < deadline:
+            table = await self._describe_table()
+            if table is not None:
+                status = str(table.get("TableStatus"))
+                if status == "ACTIVE":
+                    return table
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+        raise ResourceInUseError(
+            f"lease table {self.table_name!r} is still {status} after "
+            f"{self._table_wait_timeout:.0f} s",
+            code="ResourceInUseException",
+            operation="DescribeTable",
+        )
+
+    def _check_schema(self, table: Mapping[str, Any]) -> None:
+        keys = [(k.get("AttributeName"), k.get("KeyType")) for k in table.get("KeySchema", [])]
+        types = {
+            a.get("AttributeName"): a.get("AttributeType")
+            for a in table.get("AttributeDefinitions", [])
+        }
+        if keys != [(LEASE_KEY, "HASH")] or types.get(LEASE_KEY) != "S":
+            found = ", ".join(f"{name} {kind} ({types.get(name)})" for name, kind in keys)
+            raise ConfigurationError(
+                f"table {self.table_name!r} is not a lease table: its key is [{found}], a "
+                "lease table has the single hash key 'leaseKey' of type S; use another "
+                "table name"
+            )
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def list_leases(self) -> list[Lease]:
+        """Every lease: a strongly consistent, paginated Scan. Non-lease items are skipped.
+
+        Raises :class:`MalformedLeaseError` if a lease item cannot be read.
+        """
+        client = await self._client()
+        leases: list[Lease] = []
+        args: dict[str, Any] = {"TableName": self.table_name, "ConsistentRead": True}
+        if self._scan_page_size is not None:
+            args["Limit"] = self._scan_page_size
+        while True:
+            with map_aws_errors("Scan"):
+                resp = await client.scan(**args)
+            for item in resp.get("Items", []):
+                if is_lease_item(item):
+                    leases.append(lease_from_item(item))
+            last = resp.get("LastEvaluatedKey")
+            if not last:
+                return leases
+            args["ExclusiveStartKey"] = last
+
+    async def get_lease(self, lease_key: str) -> Lease | None:
+        """The lease under ``lease_key`` (strongly consistent GetItem), or None."""
+        client = await self._client()
+        with map_aws_errors("GetItem"):
+            resp = await client.get_item(
+                TableName=self.table_name,
+                Key={LEASE_KEY: {"S": lease_key}},
+                ConsistentRead=True,
+            )
+        item = resp.get("Item")
+        if not item or not is_lease_item(item):
+            return None
+        return lease_from_item(item)
+
+    # -- conditional writes ----------------------------------------------------------------
+
+    async def create_lease(self, lease: Lease) -> Lease | None:
+        """PutItem of the whole lease if ``leaseKey`` does not exist yet; None if it does."""
+        check_new_lease(lease)
+        item = lease_to_item(lease)
+        client = await self._client()
+        with self._conditional("PutItem", lease.lease_key) as outcome:
+            await client.put_item(
+                TableName=self.table_name,
+                Item=item,
+                ConditionExpression="attribute_not_exists(#k)",
+                ExpressionAttributeNames={"#k": LEASE_KEY},
+            )
+        if outcome.failed:
+            return None
+        return lease_from_item(item)
+
+    async def renew(self, lease: Lease) -> Lease | None:
+        names = {"#c": LEASE_COUNTER, "#o": LEASE_OWNER}
+        values: dict[str, Any] = {
+            ":seen": _n(lease.lease_counter),
+            ":next": _n(lease.lease_counter + 1),
+        }
+        if lease.lease_owner is None:
+            condition = "#c = :seen AND attribute_not_exists(#o)"
+        else:
+            condition = "#c = :seen AND #o = :owner"
+            values[":owner"] = {"S": lease.lease_owner}
+        return await self._update(lease.lease_key, "SET #c = :next", condition, names, values)
+
+    async def take(self, lease: Lease, owner: str) -> Lease | None:
+        names = {"#c": LEASE_COUNTER, "#o": LEASE_OWNER}
+        values: dict[str, Any] = {
+            ":seen": _n(lease.lease_counter),
+            ":next": _n(lease.lease_counter + 1),
+            ":owner": {"S": owner},
+        }
+        update = "SET #o = :owner, #c = :next"
+        # Decided from the lease as the taker saw it, like the KCL (equal counters mean the
+        # same owner, since every owner change bumps the counter). ADD so a missing
+        # attribute counts as 0.
+        if lease.lease_owner is not None and lease.lease_owner != owner:
+            names["#sw"] = OWNER_SWITCHES
+            values[":one"] = _n(1)
+            update += " ADD #sw :one"
+        return await self._update(lease.lease_key, update, "#c = :seen", names, values)
+
+    async def checkpoint(
+        self,
+        lease: Lease,
+        owner: str,
+        checkpoint: ExtendedSequenceNumber,
+        *,
+        child_shard_ids: Collection[str] | None = None,
+        pending: ExtendedSequenceNumber | None = None,
+    ) -> Lease | None:
+        check_position(checkpoint, what="checkpoint")
+        if pending is not None:
+            check_position(pending, what="pending checkpoint")
+        names = {
+            "#c": LEASE_COUNTER,
+            "#o": LEASE_OWNER,
+            "#cp": CHECKPOINT,
+            "#cpsub": CHECKPOINT_SUB,
+            "#sw": OWNER_SWITCHES,
+            "#pcp": PENDING_CHECKPOINT,
+            "#pcpsub": PENDING_CHECKPOINT_SUB,
+            "#pcs": PENDING_CHECKPOINT_STATE,
+        }
+        values: dict[str, Any] = {
+            ":seen": _n(lease.lease_counter),
+            ":next": _n(lease.lease_counter + 1),
+            ":owner": {"S": owner},
+            ":cp": {"S": checkpoint.sequence_number},
+            ":cpsub": _n(checkpoint.sub_sequence_number),
+            ":zero": _n(0),
+        }
+        sets = ["#c = :next", "#cp = :cp", "#cpsub = :cpsub", "#sw = :zero"]
+        removes = ["#pcs"]
+        if child_shard_ids:
+            names["#child"] = CHILD_SHARD_IDS
+            values[":child"] = {"SS": sorted(set(child_shard_ids))}
+            sets.append("#child = :child")
+        if pending is not None:
+            values[":pcp"] = {"S": pending.sequence_number}
+            values[":pcpsub"] = _n(pending.sub_sequence_number)
+            sets += ["#pcp = :pcp", "#pcpsub = :pcpsub"]
+        else:
+            removes += ["#pcp", "#pcpsub"]
+        update = f"SET {', '.join(sets)} REMOVE {', '.join(removes)}"
+        return await self._update(
+            lease.lease_key, update, "#c = :seen AND #o = :owner", names, values
+        )
+
+    async def release(self, lease: Lease, owner: str) -> Lease | None:
+        return await self._update(
+            lease.lease_key,
+            "REMOVE #o SET #c = #c + :one",
+            "#o = :owner",
+            {"#c": LEASE_COUNTER, "#o": LEASE_OWNER},
+            {":owner": {"S": owner}, ":one": _n(1)},
+        )
+
+    async def delete_lease(self, lease: Lease) -> bool:
+        client = await self._client()
+        with self._conditional("DeleteItem", lease.lease_key) as outcome:
+            await client.delete_item(
+                TableName=self.table_name,
+                Key={LEASE_KEY: {"S": lease.lease_key}},
+                ConditionExpression="#c = :seen",
+                ExpressionAttributeNames={"#c": LEASE_COUNTER},
+                ExpressionAttributeValues={":seen": _n(lease.lease_counter)},
+            )
+        return not outcome.failed
+
+    async def _update(
+        self,
+        lease_key: str,
+        update: str,
+        condition: str,
+        names: dict[str, str],
+        values: dict[str, Any],
+    ) -> Lease | None:
+        client = await self._client()
+        with self._conditional("UpdateItem", lease_key) as outcome:
+            resp = await client.update_item(
+                TableName=self.table_name,
+                Key={LEASE_KEY: {"S": lease_key}},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        if outcome.failed:
+            return None
+        return lease_from_item(resp["Attributes"])
+
+    @contextmanager
+    def _conditional(self, operation: str, lease_key: str) -> Iterator[_Outcome]:
+        outcome = _Outcome()
+        try:
+            with map_aws_errors(operation):
+                yield outcome
+        except AWSError as exc:
+            if exc.code != _CONDITION_FAILED:
+                raise
+            outcome.failed = True
+            logger.debug(
+                "%s of lease %s in %s: condition failed", operation, lease_key, self.table_name
+            )
+
+
+class _Outcome:
+    __slots__ = ("failed",)
+
+    def __init__(self) -> None:
+        self.failed = False
