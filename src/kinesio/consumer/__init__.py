@@ -1,0 +1,1 @@
+"""The consumer: lease coordination, shard fetching and checkpointing (SPEC §2)."""
