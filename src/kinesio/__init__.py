@@ -1,5 +1,8 @@
 """kinesio: the native Python client for Amazon Kinesis Data Streams."""
 
+from kinesio import aggregation
+from kinesio._aws import AWSConfig
+from kinesio._config import Block, Drop, OverflowPolicy, ProducerSettings, Raise
 from kinesio._errors import (
     AccessDeniedError,
     AggregationError,
@@ -12,6 +15,7 @@ from kinesio._errors import (
     InvalidArgumentError,
     KinesioError,
     LeaseLost,
+    MalformedLeaseError,
     ProducerClosedError,
     RecordExpiredError,
     ResourceInUseError,
@@ -21,10 +25,23 @@ from kinesio._errors import (
     ValidationError,
 )
 from kinesio._models import ProducerRecord, PutResult, Shard
+from kinesio.metrics import ProducerMetrics
+from kinesio.producer import AsyncProducer
+from kinesio.sync import Producer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AWSConfig",
+    "AsyncProducer",
+    "Block",
+    "Drop",
+    "OverflowPolicy",
+    "Producer",
+    "ProducerMetrics",
+    "ProducerSettings",
+    "Raise",
+    "aggregation",
     "AWSError",
     "AccessDeniedError",
     "AggregationError",
@@ -36,6 +53,7 @@ __all__ = [
     "InvalidArgumentError",
     "KinesioError",
     "LeaseLost",
+    "MalformedLeaseError",
     "ProducerClosedError",
     "ProducerRecord",
     "PutResult",

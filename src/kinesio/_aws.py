@@ -11,7 +11,12 @@ import asyncio
 import datetime as dt
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, contextmanager
+from contextlib import (
+    AbstractAsyncContextManager,
+    AsyncExitStack,
+    asynccontextmanager,
+    contextmanager,
+)
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,7 +118,7 @@ def map_aws_errors(operation: str) -> Iterator[None]:
         ) from exc
     except bexc.ParamValidationError as exc:
         raise ValidationError(f"{operation}: {exc}") from exc
-    except (bexc.HTTPClientError, bexc.ConnectionError, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, bexc.HTTPClientError, bexc.ConnectionError, OSError) as exc:
         raise EndpointConnectionError(
             f"{operation}: could not reach the endpoint: {exc}",
             code="EndpointConnectionError",
@@ -386,9 +391,7 @@ class AioKinesis:
 
     async def delete_stream(self, stream_name: str) -> None:
         with map_aws_errors("DeleteStream"):
-            await self._client.delete_stream(
-                StreamName=stream_name, EnforceConsumerDeletion=True
-            )
+            await self._client.delete_stream(StreamName=stream_name, EnforceConsumerDeletion=True)
 
     async def wait_for_active(self, stream_name: str, *, timeout: float = 60.0) -> StreamSummary:
         deadline = time.monotonic() + timeout
@@ -404,7 +407,9 @@ class AioKinesis:
                 )
             await asyncio.sleep(0.2)
 
-    async def split_shard(self, stream_name: str, shard_id: str, new_starting_hash_key: int) -> None:
+    async def split_shard(
+        self, stream_name: str, shard_id: str, new_starting_hash_key: int
+    ) -> None:
         with map_aws_errors("SplitShard"):
             await self._client.split_shard(
                 StreamName=stream_name,

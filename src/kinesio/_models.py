@@ -208,3 +208,26 @@ class Lease:
     starting_hash_key: int | None = None
     ending_hash_key: int | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A user record as the consumer delivers it (deaggregated).
+
+    ``sub_sequence_number`` is its index inside the KPL aggregate it came in (0 for a plain
+    record); ``(sequence_number, sub_sequence_number)`` is its checkpoint position.
+    ``explicit_hash_key`` is only known for records that came inside an aggregate.
+    """
+
+    data: bytes
+    partition_key: str
+    sequence_number: str
+    sub_sequence_number: int = 0
+    explicit_hash_key: int | None = None
+    approximate_arrival_timestamp: dt.datetime | None = None
+    shard_id: str = ""
+    aggregated: bool = False
+
+    @property
+    def position(self) -> ExtendedSequenceNumber:
+        return ExtendedSequenceNumber(self.sequence_number, self.sub_sequence_number)

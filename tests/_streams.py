@@ -1,0 +1,33 @@
+"""Helpers for producer tests: read back what a stream holds, as the consumer would see it."""
+
+from __future__ import annotations
+
+from kinesio import aggregation
+from kinesio._models import ProducerRecord
+from kinesio.testing import InMemoryKinesis
+
+
+async def stored_user_records(
+    kinesis: InMemoryKinesis, stream: str
+) -> dict[str, list[tuple[str, int, ProducerRecord]]]:
+    """Per shard, the user records it holds in order, deaggregated, as (seq, sub, record).
+
+    Like the KCL, user records of an aggregate whose hash key lies outside the shard's range
+    are left out: a consumer drops them (the producer must have re-sent them elsewhere).
+    """
+    out: dict[str, list[tuple[str, int, ProducerRecord]]] = {}
+    for shard in await kinesis.list_shards(stream):
+        rows: list[tuple[str, int, ProducerRecord]] = []
+        for r in kinesis.records(stream, shard.shard_id):
+            if aggregation.is_aggregate(r.data):
+                for i, u in enumerate(aggregation.decode(r.data)):
+                    if shard.contains(aggregation.hash_key(u.partition_key, u.explicit_hash_key)):
+                        rows.append((r.sequence_number, i, u))
+            else:
+                rows.append((r.sequence_number, 0, ProducerRecord(r.data, r.partition_key)))
+        out[shard.shard_id] = rows
+    return out
+
+
+async def all_user_records(kinesis: InMemoryKinesis, stream: str) -> list[ProducerRecord]:
+    return [u for rows in (await stored_user_records(kinesis, stream)).values() for _, _, u in rows]
