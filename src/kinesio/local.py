@@ -6,6 +6,7 @@ bound to 127.0.0.1 on a free port, and stops it when the block ends. Needs ``kin
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from kinesio._errors import ConfigurationError
 
 #: Credentials the emulators accept; they are not secrets and reach no real account.
 LOCAL_ACCESS_KEY = "testing"
-LOCAL_SECRET_KEY = "testing"  # noqa: S105 - emulator-only placeholder
+LOCAL_SECRET_KEY = "testing"
 LOCAL_REGION = "us-east-1"
 
 
@@ -45,6 +46,8 @@ def moto_server() -> Iterator[LocalEndpoint]:
         raise ConfigurationError(
             "the embedded emulator needs moto: pip install 'kinesio[local]'"
         ) from exc
+    # werkzeug logs every request at INFO even with verbose=False: keep the terminal readable
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
