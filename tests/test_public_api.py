@@ -16,6 +16,19 @@ REQUIRED = {
     "ProducerMetrics",
     "KinesioError",
     "aggregation",
+    "AsyncConsumer",
+    "Consumer",
+    "ConsumerSettings",
+    "Record",
+    "Checkpointer",
+    "RecordProcessor",
+    "InitialPosition",
+    "Polling",
+    "FanOut",
+    "LeaseLost",
+    "DynamoDBLeaseStore",
+    "MemoryLeaseStore",
+    "LeaseStore",
 }
 
 

@@ -2,7 +2,17 @@
 
 from kinesio import aggregation
 from kinesio._aws import AWSConfig
-from kinesio._config import Block, Drop, OverflowPolicy, ProducerSettings, Raise
+from kinesio._config import (
+    Block,
+    ConsumerSettings,
+    Drop,
+    FanOut,
+    InitialPosition,
+    OverflowPolicy,
+    Polling,
+    ProducerSettings,
+    Raise,
+)
 from kinesio._errors import (
     AccessDeniedError,
     AggregationError,
@@ -24,14 +34,46 @@ from kinesio._errors import (
     ThrottlingError,
     ValidationError,
 )
-from kinesio._models import ProducerRecord, PutResult, Shard
+from kinesio._models import ExtendedSequenceNumber, ProducerRecord, PutResult, Record, Shard
+from kinesio.consumer import (
+    AsyncConsumer,
+    Checkpointer,
+    InitializationInput,
+    LeaseLostInput,
+    ProcessRecordsInput,
+    RecordProcessor,
+    ShardEndedInput,
+    ShardStream,
+    ShutdownRequestedInput,
+)
+from kinesio.leases import DynamoDBLeaseStore, LeaseStore, MemoryLeaseStore
 from kinesio.metrics import ProducerMetrics
 from kinesio.producer import AsyncProducer
-from kinesio.sync import Producer
+from kinesio.sync import BlockingCheckpointer, Consumer, Producer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncConsumer",
+    "BlockingCheckpointer",
+    "Checkpointer",
+    "Consumer",
+    "ConsumerSettings",
+    "DynamoDBLeaseStore",
+    "ExtendedSequenceNumber",
+    "FanOut",
+    "InitialPosition",
+    "InitializationInput",
+    "LeaseLostInput",
+    "LeaseStore",
+    "MemoryLeaseStore",
+    "Polling",
+    "ProcessRecordsInput",
+    "Record",
+    "RecordProcessor",
+    "ShardEndedInput",
+    "ShardStream",
+    "ShutdownRequestedInput",
     "AWSConfig",
     "AsyncProducer",
     "Block",

@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import signal
+import threading
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
+import anyio.from_thread
 from aiobotocore.session import AioSession
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from kinesio._aws import AWSConfig
 from kinesio._config import ProducerSettings
 from kinesio._kinesis import KinesisAPI
-from kinesio._models import PutResult
+from kinesio._models import ExtendedSequenceNumber, PutResult, Record
+from kinesio.consumer._checkpointer import Checkpointer
+from kinesio.consumer._consumer import AsyncConsumer, RecordProcessor
 from kinesio.metrics import ProducerMetrics
 from kinesio.producer._producer import AsyncProducer, ErrorHook, MetricsHook
 
@@ -133,3 +139,112 @@ class Producer:
             self._portal.call(self._core.aclose, timeout)
         finally:
             self._portal_cm.__exit__(None, None, None)
+
+
+class BlockingCheckpointer:
+    """The blocking face of a :class:`kinesio.Checkpointer`, for processors run by
+    :class:`Consumer` (their methods run in a worker thread)."""
+
+    def __init__(self, checkpointer: Checkpointer) -> None:
+        self._checkpointer = checkpointer
+        self.shard_id = checkpointer.shard_id
+
+    @property
+    def last_checkpoint(self) -> ExtendedSequenceNumber:
+        return self._checkpointer.last_checkpoint
+
+    def stage(self, record: Record) -> None:
+        """Mark ``record`` processed (no I/O)."""
+        self._checkpointer.stage(record)
+
+    def checkpoint(self, record: Record | ExtendedSequenceNumber | None = None) -> None:
+        """Write the checkpoint and block until done; raises :class:`kinesio.LeaseLost` if the
+        lease is no longer held (see ``Checkpointer.checkpoint``)."""
+        anyio.from_thread.run(self._checkpointer.checkpoint, record)
+
+
+class Consumer:
+    """The blocking consumer: :class:`AsyncConsumer` on a private event-loop thread.
+
+    Arguments are those of :class:`AsyncConsumer`. :meth:`consume_with` and :meth:`run` block
+    until shutdown; called from the main thread they turn SIGTERM and SIGINT into a graceful
+    shutdown (finish the batch, checkpoint, release the leases). A sync handler runs in a worker
+    thread a batch at a time, so a slow handler on one shard does not stall the others.
+    """
+
+    def __init__(self, stream_name: str, *, application_name: str, **kwargs: Any) -> None:
+        self._args = (stream_name, application_name, kwargs)
+        self._portal: BlockingPortal | None = None
+        self._core: AsyncConsumer | None = None
+        self._shutdown_requested = False
+
+    def consume_with(
+        self,
+        handler: Callable[[Record], object],
+        *,
+        checkpoint_every: int = 1000,
+        checkpoint_interval: float = 60.0,
+    ) -> None:
+        """Call ``handler(record)`` for every record until shutdown (see
+        ``AsyncConsumer.consume_with``); re-raises the handler's error after shutting down."""
+
+        async def go(core: AsyncConsumer) -> None:
+            await core.consume_with(
+                handler,
+                checkpoint_every=checkpoint_every,
+                checkpoint_interval=checkpoint_interval,
+                in_thread=True,
+            )
+
+        self._run(go)
+
+    def run(self, processor_factory: Callable[[], RecordProcessor]) -> None:
+        """Drive a KCL-style processor per shard until shutdown (see ``AsyncConsumer.run``).
+
+        Sync methods run in a worker thread and get a :class:`BlockingCheckpointer`.
+        """
+
+        async def go(core: AsyncConsumer) -> None:
+            await core.run(
+                processor_factory, wrap_checkpointer=BlockingCheckpointer, in_thread=True
+            )
+
+        self._run(go)
+
+    def request_shutdown(self) -> None:
+        """Ask the consumer to stop gracefully; safe from any thread or a signal handler."""
+        self._shutdown_requested = True
+        portal, core = self._portal, self._core
+        if portal is not None and core is not None:
+            portal.start_task_soon(self._request, core)
+
+    @staticmethod
+    async def _request(core: AsyncConsumer) -> None:
+        core.request_shutdown()
+
+    def _run(self, body: Callable[[AsyncConsumer], Awaitable[None]]) -> None:
+        stream_name, application_name, kwargs = self._args
+
+        async def main() -> None:
+            core = AsyncConsumer(stream_name, application_name=application_name, **kwargs)
+            self._core = core
+            try:
+                await core.start()
+                if self._shutdown_requested:
+                    core.request_shutdown()
+                await body(core)
+            finally:
+                await core.aclose()
+
+        previous: dict[signal.Signals, Any] = {}
+        with start_blocking_portal("asyncio") as portal:
+            self._portal = portal
+            if threading.current_thread() is threading.main_thread():
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    previous[sig] = signal.signal(sig, lambda *_: self.request_shutdown())
+            try:
+                portal.call(main)
+            finally:
+                for sig, old in previous.items():
+                    signal.signal(sig, old)
+                self._portal = None

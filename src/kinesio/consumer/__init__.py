@@ -1,1 +1,27 @@
-"""The consumer: lease coordination, shard fetching and checkpointing (SPEC §2)."""
+"""The consumer: KCL-compatible leases, fenced checkpoints, resharding, polling and fan-out."""
+
+from kinesio.consumer._checkpointer import Checkpointer
+from kinesio.consumer._consumer import (
+    AsyncConsumer,
+    InitializationInput,
+    LeaseLostInput,
+    ProcessRecordsInput,
+    RecordHandler,
+    RecordProcessor,
+    ShardEndedInput,
+    ShardStream,
+    ShutdownRequestedInput,
+)
+
+__all__ = [
+    "AsyncConsumer",
+    "Checkpointer",
+    "InitializationInput",
+    "LeaseLostInput",
+    "ProcessRecordsInput",
+    "RecordHandler",
+    "RecordProcessor",
+    "ShardEndedInput",
+    "ShardStream",
+    "ShutdownRequestedInput",
+]

@@ -1,0 +1,529 @@
+"""The asyncio consumer: leases from the coordinator, one fetcher and one stream per shard."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Generic, Protocol, Self, TypeVar, runtime_checkable
+
+import anyio.to_thread
+from aiobotocore.session import AioSession
+
+from kinesio._aws import AioKinesis, AWSConfig
+from kinesio._config import ConsumerSettings, FanOut
+from kinesio._errors import KinesioError, LeaseLost, ValidationError
+from kinesio._kinesis import KinesisAPI
+from kinesio._models import ExtendedSequenceNumber, Record
+from kinesio.consumer._checkpointer import Checkpointer
+from kinesio.consumer._coordinator import LeaseCoordinator, LeaseHandle
+from kinesio.consumer._fetcher import (
+    FanOutFetcher,
+    FetchedBatch,
+    PollingFetcher,
+    ShardFetcher,
+    ensure_stream_consumer,
+)
+from kinesio.leases.base import LeaseStore
+from kinesio.leases.dynamodb import DynamoDBLeaseStore
+
+logger = logging.getLogger("kinesio.consumer")
+
+RecordHandler = Callable[[Record], object]
+
+
+def default_worker_id() -> str:
+    """hostname:pid:random — unique per process, readable in the lease table."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class ShardStream:
+    """One leased shard: its records, in order, and its checkpointer.
+
+    ``records()`` yields batches of deaggregated records. It ends when the lease is lost
+    (``lost`` is then True), when the consumer shuts down, or at the end of the shard — after
+    kinesio has created the children's leases and checkpointed ``SHARD_END`` (``ended`` is
+    then True). Records of a shard whose parents are still being read are not delivered until
+    those parents have ended (``blocked_on_parent`` is True meanwhile).
+    """
+
+    def __init__(
+        self,
+        consumer: AsyncConsumer,
+        handle: LeaseHandle,
+    ) -> None:
+        self._consumer = consumer
+        self._handle = handle
+        self.shard_id = handle.key
+        self.checkpointer = Checkpointer(handle, handle.key)
+        self.ended = False
+        self.blocked_on_parent = False
+        self.millis_behind_latest: int | None = None
+        self._before_shard_end: Callable[[], Awaitable[None]] | None = None
+        self.done = asyncio.Event()
+
+    @property
+    def lost(self) -> bool:
+        return self._handle.lost.is_set()
+
+    async def records(self) -> AsyncIterator[list[Record]]:
+        """Batches of records until lease loss, shutdown or shard end (see the class doc)."""
+        consumer = self._consumer
+        handle = self._handle
+        fetcher: ShardFetcher | None = None
+        try:
+            self.blocked_on_parent = bool(handle.lease.parent_shard_ids)
+            if not await consumer._coordinator.wait_until_ready(handle):
+                return
+            self.blocked_on_parent = False
+            fetcher = await consumer._fetcher_for(handle)
+            await fetcher.start()
+            while handle.active and not consumer._stopping.is_set():
+                batch = await self._next(fetcher)
+                if batch is None:
+                    return
+                self.millis_behind_latest = batch.millis_behind_latest
+                if batch.records:
+                    self.checkpointer._delivered_up_to(batch.records[-1].position)
+                    yield batch.records
+                if batch.shard_end:
+                    if self._before_shard_end is not None:
+                        await self._before_shard_end()
+                    await consumer._coordinator.finish_shard(handle, batch.child_shards)
+                    self.ended = True
+                    logger.info("shard %s finished", self.shard_id)
+                    return
+        except LeaseLost:
+            return
+        finally:
+            if fetcher is not None:
+                await fetcher.aclose()
+            self.done.set()
+
+    async def _next(self, fetcher: ShardFetcher) -> FetchedBatch | None:
+        """The next batch, or None when the lease is lost or the consumer stops first."""
+        get = asyncio.ensure_future(fetcher.next_batch())
+        lost = asyncio.ensure_future(self._handle.lost.wait())
+        stop = asyncio.ensure_future(self._consumer._stopping.wait())
+        try:
+            await asyncio.wait({get, lost, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for f in (lost, stop):
+                f.cancel()
+        if get.done():
+            return get.result()
+        get.cancel()
+        return None
+
+
+#: The checkpointer a processor is given: :class:`Checkpointer` (asyncio API) or
+#: :class:`kinesio.sync.BlockingCheckpointer` (blocking API).
+C = TypeVar("C")
+
+
+@dataclass(frozen=True, slots=True)
+class InitializationInput:
+    """Given to ``initialize``: the shard and the checkpoint processing resumes after."""
+
+    shard_id: str
+    extended_sequence_number: ExtendedSequenceNumber
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRecordsInput(Generic[C]):
+    """Given to ``process_records``: a batch in shard order, and the shard's checkpointer."""
+
+    records: list[Record]
+    checkpointer: C
+    millis_behind_latest: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseLostInput:
+    """Given to ``lease_lost``: another worker holds the shard now; do not checkpoint."""
+
+    shard_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShardEndedInput(Generic[C]):
+    """Given to ``shard_ended``: every record was delivered; checkpoint what you processed."""
+
+    checkpointer: C
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownRequestedInput(Generic[C]):
+    """Given to ``shutdown_requested``: checkpoint now; the lease is released afterwards."""
+
+    checkpointer: C
+
+
+@runtime_checkable
+class RecordProcessor(Protocol):
+    """The KCL's ShardRecordProcessor, for code migrating from amazon_kclpy.
+
+    One instance per shard. Each method may be sync or async. ``process_records`` gets a
+    checkpointer: call ``await input.checkpointer.checkpoint()`` (or with a record) to save
+    progress. At shard end kinesio checkpoints ``SHARD_END`` itself after ``shard_ended``
+    returns (the KCL makes the processor do it). ``lease_lost`` has no checkpointer: another
+    worker owns the shard now.
+    """
+
+    def initialize(self, input: InitializationInput, /) -> object: ...
+
+    def process_records(self, input: ProcessRecordsInput[Any], /) -> object: ...
+
+    def lease_lost(self, input: LeaseLostInput, /) -> object: ...
+
+    def shard_ended(self, input: ShardEndedInput[Any], /) -> object: ...
+
+    def shutdown_requested(self, input: ShutdownRequestedInput[Any], /) -> object: ...
+
+
+async def _maybe_await(result: object) -> None:
+    if inspect.isawaitable(result):
+        await result
+
+
+async def _in_thread(method: Callable[[Any], object], arg: object) -> None:
+    # anyio's worker thread, so that a BlockingCheckpointer can call back into the loop
+    await anyio.to_thread.run_sync(method, arg)
+
+
+def _handle_all(handler: RecordHandler, batch: list[Record]) -> None:
+    """Run a sync handler over a batch; on error, say how far it got."""
+    for i, record in enumerate(batch):
+        try:
+            handler(record)
+        except Exception as exc:
+            raise _PartialBatch(i, exc) from exc
+
+
+class _PartialBatch(Exception):
+    def __init__(self, done: int, error: Exception) -> None:
+        super().__init__(str(error))
+        self.done = done
+        self.error = error
+
+
+@dataclass
+class _Failure:
+    error: BaseException | None = None
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class AsyncConsumer:
+    """Consumes one stream as part of a group of workers sharing a KCL-compatible lease table.
+
+    ``application_name`` names the group and (by default) its DynamoDB lease table. Run as many
+    workers (processes, hosts) with the same application name as you like: they share the
+    shards fairly through the lease table, take over the shards of a worker that dies after
+    ``failover_time``, and hand shards over at once on graceful shutdown.
+
+    Use as ``async with AsyncConsumer(...) as consumer:`` then :meth:`consume_with` (a handler
+    per record), :meth:`run` (a KCL-style processor per shard) or :meth:`shards` (a stream per
+    shard). AWS access follows boto3 as for :class:`kinesio.AsyncProducer`; ``lease_store``
+    (e.g. ``kinesio.leases.MemoryLeaseStore()``) and ``kinesis`` replace the defaults.
+    """
+
+    def __init__(
+        self,
+        stream_name: str,
+        *,
+        application_name: str,
+        settings: ConsumerSettings | None = None,
+        lease_store: LeaseStore | None = None,
+        kinesis: KinesisAPI | None = None,
+        aws: AWSConfig | None = None,
+        region_name: str | None = None,
+        endpoint_url: str | None = None,
+        session: AioSession | None = None,
+    ) -> None:
+        if not stream_name:
+            raise ValidationError("stream_name must be a non-empty string")
+        if not application_name:
+            raise ValidationError("application_name must be a non-empty string")
+        self.stream_name = stream_name
+        self.application_name = application_name
+        self.settings = settings or ConsumerSettings()
+        self.worker_id = self.settings.worker_id or default_worker_id()
+        self._aws = aws or AWSConfig(
+            region_name=region_name, endpoint_url=endpoint_url, session=session
+        )
+        self._kinesis = kinesis
+        self._owns_kinesis = kinesis is None
+        self._store = lease_store
+        self._owns_store = lease_store is None
+        self._coordinator: LeaseCoordinator
+        self._consumer_arn: str | None = None
+        self._stopping = asyncio.Event()
+        self._started = False
+        self._closed = False
+        self.streams: dict[str, ShardStream] = {}
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        """Connect, create the lease table if missing and allowed, sync shards to leases, and
+        start taking leases. Raises ``ResourceNotFoundError`` for a missing stream or (with
+        ``create_lease_table=False``) table, ``ConfigurationError`` for a table with the wrong
+        key schema."""
+        if self._started:
+            return
+        self._started = True
+        try:
+            if self._kinesis is None:
+                self._kinesis = await AioKinesis.create(self._aws)
+            summary = await self._kinesis.describe_stream_summary(self.stream_name)
+            if self._store is None:
+                self._store = DynamoDBLeaseStore(
+                    self.settings.lease_table_name or self.application_name,
+                    aws=self._aws,
+                    create_if_missing=self.settings.create_lease_table,
+                )
+            if isinstance(self.settings.retrieval, FanOut):
+                self._consumer_arn = await ensure_stream_consumer(
+                    self._kinesis, summary.stream_arn, self.settings.retrieval.consumer_name
+                )
+            self._coordinator = LeaseCoordinator(
+                self._store, self._kinesis, self.stream_name, self.worker_id, self.settings
+            )
+            await self._coordinator.start()
+        except BaseException:
+            await self._close_clients()
+            raise
+        logger.info("worker %s consuming %r", self.worker_id, self.stream_name)
+
+    def request_shutdown(self) -> None:
+        """Ask every shard to stop after its current batch (safe from a handler)."""
+        self._stopping.set()
+        if self._started:
+            self._coordinator.stop_taking()
+
+    async def aclose(self) -> None:
+        """Graceful shutdown: stop taking leases, let each shard finish its batch and
+        checkpoint, then release every lease so other workers resume at once."""
+        if self._closed:
+            return
+        self._closed = True
+        self.request_shutdown()
+        if self._started:
+            pending = [s.done.wait() for s in self.streams.values()]
+            if pending:
+                try:
+                    async with asyncio.timeout(self.settings.shutdown_timeout):
+                        await asyncio.gather(*pending)
+                except TimeoutError:
+                    logger.warning("shards still busy after %.0f s", self.settings.shutdown_timeout)
+            await self._coordinator.stop()
+        await self._close_clients()
+
+    async def _close_clients(self) -> None:
+        if self._owns_store and self._store is not None:
+            await self._store.aclose()
+        if self._owns_kinesis and self._kinesis is not None:
+            kinesis, self._kinesis = self._kinesis, None
+            await kinesis.aclose()
+
+    async def _fetcher_for(self, handle: LeaseHandle) -> ShardFetcher:
+        assert self._kinesis is not None
+        shard = await self._coordinator.shard(handle.key, handle.lease)
+        s = self.settings
+        timestamp = s.initial_position.timestamp
+        if isinstance(s.retrieval, FanOut):
+            assert self._consumer_arn is not None
+            return FanOutFetcher(
+                self._kinesis,
+                self._consumer_arn,
+                shard,
+                handle.lease.checkpoint,
+                stream_name=self.stream_name,
+                initial_timestamp=timestamp,
+                max_prefetch_records=s.max_prefetch_records,
+                max_prefetch_bytes=s.max_prefetch_bytes,
+            )
+        return PollingFetcher(
+            self._kinesis,
+            self.stream_name,
+            shard,
+            handle.lease.checkpoint,
+            polling=s.retrieval,
+            initial_timestamp=timestamp,
+            max_prefetch_records=s.max_prefetch_records,
+            max_prefetch_bytes=s.max_prefetch_bytes,
+        )
+
+    # -- the three ways to consume ---------------------------------------------------------
+
+    async def shards(self) -> AsyncIterator[ShardStream]:
+        """Yield a :class:`ShardStream` for each lease as this worker acquires it; ends at
+        shutdown. Process each stream in its own task (records of one shard arrive in order)."""
+        if not self._started:
+            await self.start()
+        while not self._stopping.is_set():
+            handle = await self._coordinator.acquired.get()
+            if handle is None or self._stopping.is_set():
+                return
+            if not handle.active:
+                continue
+            stream = ShardStream(self, handle)
+            self.streams[handle.key] = stream
+            yield stream
+
+    async def _drive(self, work: Callable[[ShardStream], Coroutine[Any, Any, None]]) -> None:
+        failure = _Failure()
+
+        def done(task: asyncio.Task[None]) -> None:
+            failure.tasks.discard(task)
+            if not task.cancelled() and task.exception() is not None and failure.error is None:
+                failure.error = task.exception()
+                logger.error("shard processing failed; shutting down", exc_info=failure.error)
+                self.request_shutdown()
+
+        try:
+            async for stream in self.shards():
+                task = asyncio.create_task(work(stream), name=f"shard-{stream.shard_id}")
+                failure.tasks.add(task)
+                task.add_done_callback(done)
+        finally:
+            if failure.tasks:
+                await asyncio.wait(set(failure.tasks))
+        if failure.error is not None:
+            raise failure.error
+
+    async def consume_with(
+        self,
+        handler: RecordHandler,
+        *,
+        checkpoint_every: int = 1000,
+        checkpoint_interval: float = 60.0,
+        in_thread: bool = False,
+    ) -> None:
+        """Call ``handler(record)`` (sync or async) for every record of every leased shard,
+        until :meth:`request_shutdown` / :meth:`aclose` or a handler error.
+
+        With ``in_thread=True`` a sync handler runs in a worker thread, a batch at a time, so
+        that a blocking handler does not hold up the other shards (the blocking
+        :class:`kinesio.Consumer` does this).
+
+        Checkpoints after every ``checkpoint_every`` records or ``checkpoint_interval``
+        seconds per shard, and at shutdown and lease hand-over, only ever up to records the
+        handler has returned from. If the handler raises, the consumer shuts down gracefully
+        (checkpointing what was processed, releasing its leases) and re-raises the error: the
+        failed record is delivered again to whichever worker takes the shard next.
+        """
+        if checkpoint_every < 1 or checkpoint_interval <= 0:
+            raise ValidationError("checkpoint_every must be >= 1 and checkpoint_interval > 0")
+
+        async def work(stream: ShardStream) -> None:
+            cp = stream.checkpointer
+            count = 0
+            last = time.monotonic()
+
+            async def flush() -> None:
+                if cp.pending:
+                    await cp.checkpoint()
+
+            stream._before_shard_end = flush
+            try:
+                async for batch in stream.records():
+                    if in_thread:
+                        try:
+                            await asyncio.to_thread(_handle_all, handler, batch)
+                        except _PartialBatch as partial:
+                            # checkpoint what the handler finished before the failing record
+                            if partial.done:
+                                cp.stage(batch[partial.done - 1])
+                            raise partial.error from None
+                        cp.stage(batch[-1])
+                        count += len(batch)
+                    else:
+                        for record in batch:
+                            await _maybe_await(handler(record))
+                            cp.stage(record)
+                            count += 1
+                    if count >= checkpoint_every or time.monotonic() - last >= checkpoint_interval:
+                        await flush()
+                        count = 0
+                        last = time.monotonic()
+                if not stream.lost and not stream.ended:
+                    await flush()
+            except LeaseLost:
+                logger.info("lease %s lost while processing; stopping that shard", stream.shard_id)
+            except BaseException:
+                if not stream.lost:
+                    try:
+                        await flush()
+                    except (LeaseLost, KinesioError) as exc:
+                        logger.warning("final checkpoint of %s failed: %s", stream.shard_id, exc)
+                raise
+
+        await self._drive(work)
+
+    async def run(
+        self,
+        processor_factory: Callable[[], RecordProcessor],
+        *,
+        wrap_checkpointer: Callable[[Checkpointer], object] | None = None,
+        in_thread: bool = False,
+    ) -> None:
+        """Drive a KCL-style :class:`RecordProcessor` (one per shard, from
+        ``processor_factory``) until shutdown or a processor error (see :meth:`consume_with`).
+
+        ``wrap_checkpointer`` and ``in_thread`` serve the blocking facade: processors get a
+        blocking checkpointer and their sync methods run in a worker thread.
+        """
+
+        def call(method: Callable[[Any], object], arg: object) -> Awaitable[None]:
+            if in_thread and not inspect.iscoroutinefunction(method):
+                return _in_thread(method, arg)
+            return _maybe_await(method(arg))
+
+        async def work(stream: ShardStream) -> None:
+            processor = processor_factory()
+            cp: Any = (
+                stream.checkpointer
+                if wrap_checkpointer is None
+                else wrap_checkpointer(stream.checkpointer)
+            )
+
+            async def ended() -> None:
+                await call(processor.shard_ended, ShardEndedInput(cp))
+
+            stream._before_shard_end = ended
+            await call(
+                processor.initialize,
+                InitializationInput(stream.shard_id, stream.checkpointer.last_checkpoint),
+            )
+            try:
+                async for batch in stream.records():
+                    await call(
+                        processor.process_records,
+                        ProcessRecordsInput(batch, cp, stream.millis_behind_latest),
+                    )
+            except LeaseLost:
+                pass
+            if stream.lost:
+                await call(processor.lease_lost, LeaseLostInput(stream.shard_id))
+            elif not stream.ended:
+                await call(processor.shutdown_requested, ShutdownRequestedInput(cp))
+
+        await self._drive(work)
