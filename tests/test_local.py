@@ -1,0 +1,96 @@
+"""The embedded emulator: moto on 127.0.0.1 with Kinesis' resharding and numbering semantics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import boto3
+import pytest
+
+from kinesio.local import LocalEndpoint
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def client(moto_endpoint: LocalEndpoint) -> Iterator[Any]:
+    c: Any = boto3.client("kinesis", endpoint_url=moto_endpoint.endpoint_url)
+    c.create_stream(StreamName="local-test", ShardCount=1)
+    yield c
+    c.delete_stream(StreamName="local-test")
+
+
+def records(client: Any, shard_id: str) -> list[bytes]:
+    it = client.get_shard_iterator(
+        StreamName="local-test", ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    return [r["Data"] for r in client.get_records(ShardIterator=it)["Records"]]
+
+
+def test_the_server_listens_on_loopback_only(moto_endpoint: LocalEndpoint) -> None:
+    assert moto_endpoint.endpoint_url.startswith("http://127.0.0.1:")
+
+
+def test_after_a_split_the_parent_keeps_its_records_and_writes_go_to_the_children(
+    client: Any,
+) -> None:
+    client.put_record(StreamName="local-test", Data=b"before", PartitionKey="k")
+    parent = client.list_shards(StreamName="local-test")["Shards"][0]
+    client.split_shard(
+        StreamName="local-test", ShardToSplit=parent["ShardId"], NewStartingHashKey=str(2**127)
+    )
+    put = client.put_record(StreamName="local-test", Data=b"after", PartitionKey="k")
+    assert put["ShardId"] != parent["ShardId"]
+    assert records(client, parent["ShardId"]) == [b"before"]
+    assert records(client, put["ShardId"]) == [b"after"]
+    # an explicit hash key equal to a shard's ending key is that shard's (inclusive range)
+    children = [
+        s
+        for s in client.list_shards(StreamName="local-test")["Shards"]
+        if s.get("ParentShardId") == parent["ShardId"]
+    ]
+    first = min(children, key=lambda s: int(s["HashKeyRange"]["StartingHashKey"]))
+    put = client.put_record(
+        StreamName="local-test",
+        Data=b"edge",
+        PartitionKey="k",
+        ExplicitHashKey=first["HashKeyRange"]["EndingHashKey"],
+    )
+    assert put["ShardId"] == first["ShardId"]
+
+
+def test_a_merge_child_starts_empty(client: Any) -> None:
+    client.update_shard_count(
+        StreamName="local-test", TargetShardCount=2, ScalingType="UNIFORM_SCALING"
+    )
+    a, b = [
+        s["ShardId"]
+        for s in client.list_shards(StreamName="local-test")["Shards"]
+        if "EndingSequenceNumber" not in s["SequenceNumberRange"]
+    ]
+    client.put_record(StreamName="local-test", Data=b"in-a", PartitionKey="k", ExplicitHashKey="0")
+    client.merge_shards(StreamName="local-test", ShardToMerge=a, AdjacentShardToMerge=b)
+    child = next(
+        s
+        for s in client.list_shards(StreamName="local-test")["Shards"]
+        if s.get("AdjacentParentShardId")
+    )
+    assert records(client, child["ShardId"]) == []
+    assert records(client, a) == [b"in-a"]
+
+
+def test_concurrent_writes_to_one_shard_lose_nothing(client: Any) -> None:
+    def put(i: int) -> str:
+        return str(
+            client.put_record(StreamName="local-test", Data=b"%d" % i, PartitionKey="k")[
+                "SequenceNumber"
+            ]
+        )
+
+    with ThreadPoolExecutor(8) as pool:
+        seqs = list(pool.map(put, range(200)))
+    assert len(set(seqs)) == 200
+    shard = client.list_shards(StreamName="local-test")["Shards"][0]["ShardId"]
+    assert len(records(client, shard)) == 200
