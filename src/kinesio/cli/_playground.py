@@ -1,213 +1,355 @@
-"""``kinesio playground``: kinesio end to end on an embedded emulator, no AWS account needed."""
+"""``kinesio playground``: kinesio end to end on an embedded emulator, no AWS account needed.
+
+A producer in this process writes to a stream on moto (in-process, 127.0.0.1); several
+consumer worker processes share its shards through one lease table; a live table shows every
+shard and worker. Mid-run one worker is killed (its shards fail over) and a shard is split
+(its children wait for it: "blocked on parent"). The verdict compares what was produced with
+what the workers handled.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Annotated
+from pathlib import Path
+from typing import IO, Annotated
 
 import typer
+from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
-from kinesio import aggregation
 from kinesio._aws import AioKinesis
 from kinesio._config import ProducerSettings
-from kinesio._kinesis import StartingPosition
-from kinesio._models import ProducerRecord, PutResult
+from kinesio._errors import KinesioError
+from kinesio._models import SHARD_END, Lease, PutResult
 from kinesio.cli._app import app, console, fail, run_async
+from kinesio.leases import DynamoDBLeaseStore
+from kinesio.local import LOCAL_ACCESS_KEY, LOCAL_REGION, LOCAL_SECRET_KEY, moto_server
 from kinesio.producer import AsyncProducer
+
+STREAM = "playground"
+APP = "playground-app"
 
 
 @dataclass
-class _Board:
-    """What the dashboard shows; updated by the producer loop."""
+class _Worker:
+    name: str
+    log: Path
+    proc: subprocess.Popen[bytes]
+    stderr: IO[bytes]
+    offset: int = 0
+    killed: bool = False
 
-    stream: str
+
+@dataclass
+class _State:
+    """Everything the dashboard shows."""
+
     started: float = field(default_factory=time.monotonic)
-    per_shard: Counter[str] = field(default_factory=Counter)
-    last_per_shard: Counter[str] = field(default_factory=Counter)
-    rates: dict[str, float] = field(default_factory=dict)
-    events: list[str] = field(default_factory=list)
-    produced: int = 0
-    acknowledged: int = 0
+    produced: dict[str, str] = field(default_factory=dict)  # data -> shard it was written to
+    produced_per_shard: Counter[str] = field(default_factory=Counter)
     failed: int = 0
+    consumed: Counter[str] = field(default_factory=Counter)
+    consumed_per_shard: Counter[str] = field(default_factory=Counter)
+    leases: list[Lease] = field(default_factory=list)
+    ever_leased: set[str] = field(default_factory=set)
+    events: list[str] = field(default_factory=list)
+    order_violations: int = 0
+    echo: bool = False  # print events as they happen (no live dashboard)
+    _last_seen: dict[tuple[str, str], int] = field(default_factory=dict)
 
-    def tick(self, dt: float) -> None:
-        for shard, n in self.per_shard.items():
-            self.rates[shard] = (n - self.last_per_shard.get(shard, 0)) / dt
-        self.last_per_shard = Counter(self.per_shard)
+    def note(self, text: str) -> None:
+        self.events.append(f"{time.monotonic() - self.started:5.1f} s  {text}")
+        if self.echo:
+            console.print(self.events[-1])
 
 
-def _render(board: _Board, producer: AsyncProducer) -> Table:
+def _read_logs(state: _State, workers: list[_Worker]) -> None:
+    for w in workers:
+        if not w.log.exists():
+            continue
+        with w.log.open("rb") as f:
+            f.seek(w.offset)
+            chunk = f.read()
+        end = chunk.rfind(b"\n") + 1
+        w.offset += end
+        for line in chunk[:end].decode(errors="replace").splitlines():
+            parts = line.split(" ", 3)
+            if len(parts) != 4:
+                continue
+            shard, data = parts[0], parts[3]
+            state.consumed[data] += 1
+            state.consumed_per_shard[shard] += 1
+            try:
+                key, n = json.loads(data)["key"], int(json.loads(data)["n"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            last = state._last_seen.get((w.name, str(key)))
+            if last is not None and n < last and state.consumed[data] == 1:
+                state.order_violations += 1  # a new record older than one already handled
+            state._last_seen[(w.name, str(key))] = max(n, last or n)
+
+
+def _shard_state(lease: Lease, by_key: dict[str, Lease]) -> str:
+    if lease.checkpoint.sequence_number == SHARD_END:
+        return "[dim]finished[/]"
+    for parent in lease.parent_shard_ids:
+        p = by_key.get(parent)
+        if p is not None and p.checkpoint.sequence_number != SHARD_END:
+            return "[yellow]blocked on parent[/]"
+    if lease.lease_owner is None:
+        return "[red]unowned[/]"
+    return "[green]processing[/]"
+
+
+def _render(state: _State, workers: list[_Worker], producer: AsyncProducer) -> Group:
+    by_key = {lease.lease_key: lease for lease in state.leases}
+    pid_to_worker = {str(w.proc.pid): w.name for w in workers}
+
+    def owner_name(owner: str | None) -> str:
+        if owner is None:
+            return "-"
+        parts = owner.split(":")
+        return pid_to_worker.get(parts[1], owner) if len(parts) >= 2 else owner
+
+    shards = Table(
+        title=f"kinesio playground — stream {STREAM!r}, application {APP!r} — "
+        f"{time.monotonic() - state.started:5.1f} s"
+    )
+    for col in ("shard", "state", "owner", "counter", "checkpoint", "produced", "consumed"):
+        shards.add_column(
+            col, justify="right" if col in ("counter", "produced", "consumed") else "left"
+        )
+    for key in sorted(set(by_key) | set(state.produced_per_shard)):
+        lease = by_key.get(key)
+        checkpoint = "-"
+        if lease is not None:
+            cp = lease.checkpoint.sequence_number
+            checkpoint = cp if cp.isalpha() or len(cp) < 14 else f"…{cp[-10:]}"
+            if lease.checkpoint.sub_sequence_number:
+                checkpoint += f"/{lease.checkpoint.sub_sequence_number}"
+        shards.add_row(
+            key,
+            _shard_state(lease, by_key)
+            if lease
+            else "[dim]finished (lease deleted)[/]"
+            if key in state.ever_leased
+            else "[dim]no lease yet[/]",
+            owner_name(lease.lease_owner) if lease else "-",
+            str(lease.lease_counter) if lease else "-",
+            checkpoint,
+            str(state.produced_per_shard.get(key, 0)),
+            str(state.consumed_per_shard.get(key, 0)),
+        )
+    held = Counter(owner_name(lease.lease_owner) for lease in state.leases if lease.lease_owner)
+    worker_table = Table(title="workers")
+    for col in ("worker", "pid", "status", "leases held"):
+        worker_table.add_column(col)
+    for w in workers:
+        status = (
+            "[red]killed (kill -9)[/]"
+            if w.killed
+            else ("running" if w.proc.poll() is None else f"exited {w.proc.returncode}")
+        )
+        worker_table.add_row(w.name, str(w.proc.pid), status, str(held.get(w.name, 0)))
     m = producer.metrics()
-    table = Table(
-        title=f"kinesio playground — stream {board.stream!r} — "
-        f"{time.monotonic() - board.started:5.1f} s",
-        expand=False,
+    lines = [
+        f"producer: {len(state.produced)} acknowledged, {state.failed} failed, "
+        f"{m.user_records_per_second:.0f} records/s, {m.kinesis_records_put} Kinesis records in "
+        f"{m.put_records_calls} PutRecords, throttled {m.throttled}, retries {m.retries}, "
+        f"latency p50 {m.latency_percentile(50):.0f} ms / p99 {m.latency_percentile(99):.0f} ms",
+        f"consumers: {len(state.consumed)} distinct records handled, "
+        f"{sum(state.consumed.values()) - len(state.consumed)} duplicates",
+        *state.events[-6:],
+    ]
+    return Group(shards, worker_table, *lines)
+
+
+def _start_worker(name: str, tmp: Path, env: dict[str, str]) -> _Worker:
+    log = tmp / f"{name}.log"
+    stderr = (tmp / f"{name}.err").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kinesio.cli._worker", STREAM, APP, str(log)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
     )
-    table.add_column("shard")
-    table.add_column("state")
-    table.add_column("records put", justify="right")
-    table.add_column("records/s", justify="right")
-    open_ids = {s.shard_id for s in producer.shard_map.open_shards}
-    for shard in sorted(set(board.per_shard) | open_ids):
-        table.add_row(
-            shard,
-            "open" if shard in open_ids else "closed (split)",
-            str(board.per_shard.get(shard, 0)),
-            f"{board.rates.get(shard, 0.0):.0f}",
-        )
-    table.caption = (
-        f"producer: {board.produced} put, {board.acknowledged} acknowledged, "
-        f"{board.failed} failed | {m.kinesis_records_put} Kinesis records in "
-        f"{m.put_records_calls} PutRecords | throttled {m.throttled} | retries {m.retries} | "
-        f"latency p50 {m.latency_percentile(50):.0f} ms p99 {m.latency_percentile(99):.0f} ms"
-        + ("".join(f"\n{e}" for e in board.events[-4:]))
-    )
-    return table
+    return _Worker(name, log, proc, stderr)
 
 
-async def _read_all(kinesis: AioKinesis, stream: str) -> list[ProducerRecord]:
-    """Every user record in the stream, deaggregated (a plain reader; no leases)."""
-    out: list[ProducerRecord] = []
-    for shard in await kinesis.list_shards(stream):
-        it: str | None = await kinesis.get_shard_iterator(
-            stream, shard.shard_id, StartingPosition("TRIM_HORIZON")
-        )
-        while it:
-            page = await kinesis.get_records(it)
-            for r in page.records:
-                if aggregation.is_aggregate(r.data):
-                    out.extend(
-                        u
-                        for u in aggregation.decode(r.data)
-                        if shard.contains(
-                            aggregation.hash_key(u.partition_key, u.explicit_hash_key)
-                        )
-                    )
-                else:
-                    out.append(ProducerRecord(r.data, r.partition_key))
-            if not page.records:
-                break
-            it = page.next_shard_iterator
-    return out
-
-
-async def _run(shards: int, rate: int, duration: float, keys: int, chaos: bool, live: bool) -> int:
-    from kinesio.local import moto_server
-
-    stream = "playground"
-    with moto_server() as endpoint:
-        console.print(f"[dim]embedded emulator (moto) listening on {endpoint.endpoint_url}[/]")
+async def _run(
+    shards: int, workers_n: int, rate: int, duration: float, keys: int, chaos: bool, live: bool
+) -> int:
+    state = _State(echo=not live)
+    with moto_server() as endpoint, tempfile.TemporaryDirectory(prefix="kinesio-") as tmpdir:
+        tmp = Path(tmpdir)
+        console.print(f"[dim]embedded emulator (moto) on {endpoint.endpoint_url}; logs in {tmp}[/]")
         aws = endpoint.aws_config()
+        env = dict(os.environ)
+        env.update(
+            AWS_ENDPOINT_URL=endpoint.endpoint_url,
+            AWS_ACCESS_KEY_ID=LOCAL_ACCESS_KEY,
+            AWS_SECRET_ACCESS_KEY=LOCAL_SECRET_KEY,
+            AWS_DEFAULT_REGION=LOCAL_REGION,
+        )
+        env.pop("AWS_PROFILE", None)
+        env.pop("AWS_SESSION_TOKEN", None)
         kinesis = await AioKinesis.create(aws)
+        store = DynamoDBLeaseStore(APP, aws=aws)
+        workers: list[_Worker] = []
         try:
-            await kinesis.create_stream(stream, shards)
-            await kinesis.wait_for_active(stream)
-            board = _Board(stream)
-            sent: list[bytes] = []
+            await kinesis.create_stream(STREAM, shards)
+            await kinesis.wait_for_active(STREAM)
+            await store.create_table_if_missing()
+            workers = [_start_worker(f"w{i + 1}", tmp, env) for i in range(workers_n)]
+            state.note(f"started {workers_n} consumer worker processes sharing one lease table")
 
-            def on_done(fut: asyncio.Future[PutResult]) -> None:
+            def on_done(data: str, fut: asyncio.Future[PutResult]) -> None:
                 if fut.exception() is None:
-                    board.acknowledged += 1
-                    board.per_shard[fut.result().shard_id] += 1
+                    shard = fut.result().shard_id
+                    state.produced[data] = shard
+                    state.produced_per_shard[shard] += 1
                 else:
-                    board.failed += 1
+                    state.failed += 1
 
-            settings = ProducerSettings(linger=0.05)
-            async with AsyncProducer(stream, aws=aws, settings=settings) as producer:
+            # ordered: per-key order holds end to end (and moto, which numbers records without
+            # a lock, never sees two concurrent writes to one shard)
+            settings = ProducerSettings(linger=0.05, ordered=True)
+            async with AsyncProducer(STREAM, aws=aws, settings=settings) as producer:
+                kill_at = duration * 0.3 if chaos and workers_n > 1 else None
+                split_at = duration * 0.5 if chaos else None
                 interval = 1.0 / rate
-                split_at = duration / 2 if chaos else None
-                start = time.monotonic()
-                next_tick = start
-                with (
-                    Live(
-                        _render(board, producer),
-                        console=console,
-                        refresh_per_second=4,
-                        transient=False,
-                    )
+                start = next_tick = time.monotonic()
+                last_render = 0.0
+                ctx = (
+                    Live(_render(state, workers, producer), console=console, refresh_per_second=4)
                     if live
-                    else _NoLive() as view
-                ):
-                    last_render = start
+                    else contextlib.nullcontext()
+                )
+                with ctx as view:
+
+                    async def refresh(force: bool = False) -> None:
+                        nonlocal last_render
+                        now = time.monotonic()
+                        if not force and now - last_render < 0.5:
+                            return
+                        last_render = now
+                        _read_logs(state, workers)
+                        with contextlib.suppress(KinesioError):
+                            state.leases = await store.list_leases()
+                            state.ever_leased.update(lease.lease_key for lease in state.leases)
+                        if view is not None:
+                            view.update(_render(state, workers, producer))
+
+                    n = 0
                     while (now := time.monotonic()) - start < duration:
                         batch = max(1, int((now - next_tick) / interval) + 1)
                         for _ in range(batch):
-                            n = board.produced
-                            data = json.dumps({"key": n % keys, "n": n}).encode()
-                            fut = await producer.put(data, partition_key=f"key-{n % keys}")
-                            fut.add_done_callback(on_done)
-                            sent.append(data)
-                            board.produced += 1
+                            data = json.dumps({"key": n % keys, "n": n})
+                            fut = await producer.put(data.encode(), partition_key=f"key-{n % keys}")
+                            fut.add_done_callback(functools.partial(on_done, data))
+                            n += 1
                         next_tick += batch * interval
-                        if split_at is not None and now - start >= split_at:
+                        elapsed = now - start
+                        if kill_at is not None and elapsed >= kill_at:
+                            kill_at = None
+                            victim = workers[0]
+                            victim.proc.send_signal(signal.SIGKILL)
+                            victim.killed = True
+                            state.note(
+                                f"chaos: kill -9 {victim.name}; its shards fail over after 3 s"
+                            )
+                        if split_at is not None and elapsed >= split_at:
                             split_at = None
                             parent = producer.shard_map.open_shards[0]
                             middle = (parent.starting_hash_key + parent.ending_hash_key) // 2
-                            await kinesis.split_shard(stream, parent.shard_id, middle)
-                            board.events.append(
-                                f"chaos: split {parent.shard_id} while records flow"
+                            await kinesis.split_shard(STREAM, parent.shard_id, middle)
+                            state.note(
+                                f"chaos: split {parent.shard_id}; its children wait for it "
+                                "(blocked on parent)"
                             )
-                        if now - last_render >= 0.25:
-                            board.tick(now - last_render)
-                            last_render = now
-                            view.update(_render(board, producer))
+                        await refresh()
                         await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
                     await producer.flush()
-                    view.update(_render(board, producer))
-            stored = await _read_all(kinesis, stream)
+                    state.note(f"producer done: {n} records put; waiting for the consumers")
+                    deadline = time.monotonic() + max(30.0, duration)
+                    while time.monotonic() < deadline:
+                        await refresh(force=True)
+                        if all(d in state.consumed for d in state.produced):
+                            break
+                        await asyncio.sleep(0.5)
+                    for w in workers:
+                        if w.proc.poll() is None:
+                            w.proc.send_signal(signal.SIGTERM)
+                    state.note("SIGTERM to the workers: final checkpoints, leases released")
+                    for w in workers:
+                        with contextlib.suppress(subprocess.TimeoutExpired):
+                            await asyncio.to_thread(w.proc.wait, 30)
+                    await refresh(force=True)
         finally:
+            for w in workers:
+                if w.proc.poll() is None:
+                    w.proc.kill()
+                    w.proc.wait()
+                w.stderr.close()
+            await store.aclose()
             await kinesis.aclose()
-    seen = Counter(r.data for r in stored)
-    lost = sum(1 for d in sent if d not in seen)
-    duplicates = sum(n - 1 for n in seen.values() if n > 1)
-    verdict = "[bold green]OK[/]" if lost == 0 and board.failed == 0 else "[bold red]FAILED[/]"
+    lost = [d for d in state.produced if d not in state.consumed]
+    duplicates = sum(c - 1 for c in state.consumed.values() if c > 1)
+    ok = not lost and state.failed == 0 and state.order_violations == 0
+    verdict = "[bold green]OK[/]" if ok else "[bold red]FAILED[/]"
     console.print(
-        f"{verdict} produced {len(sent)}, consumed {len(stored)}, lost {lost}, "
-        f"duplicates {duplicates}, failed {board.failed}"
+        f"{verdict} produced {len(state.produced)}, consumed {len(state.consumed)}, "
+        f"lost {len(lost)}, duplicates {duplicates}, producer failures {state.failed}, "
+        f"order violations {state.order_violations}"
     )
-    return 0 if lost == 0 and board.failed == 0 else 1
-
-
-class _NoLive:
-    def __enter__(self) -> _NoLive:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def update(self, renderable: object) -> None:
-        return None
+    if lost:
+        where = Counter(state.produced[d] for d in lost)
+        console.print(f"lost records by shard: {dict(where)}; e.g. {lost[:3]}")
+    return 0 if ok else 1
 
 
 @app.command()
 def playground(
     shards: Annotated[int, typer.Option(min=1, max=50, help="Shards of the demo stream.")] = 4,
+    workers: Annotated[
+        int, typer.Option(min=1, max=16, help="Consumer worker processes sharing the shards.")
+    ] = 3,
     rate: Annotated[
-        int, typer.Option(min=1, max=50_000, help="Records per second the producer writes.")
-    ] = 2000,
+        int, typer.Option(min=1, max=20_000, help="Records per second the producer writes.")
+    ] = 500,
     duration: Annotated[
-        float, typer.Option(min=1.0, help="Seconds of producing before the verdict.")
-    ] = 20.0,
+        float, typer.Option(min=2.0, help="Seconds of producing before the verdict.")
+    ] = 30.0,
     keys: Annotated[int, typer.Option(min=1, help="Distinct partition keys.")] = 1000,
     no_chaos: Annotated[
-        bool, typer.Option("--no-chaos", help="Do not split a shard mid-run.")
+        bool, typer.Option("--no-chaos", help="Kill no worker and split no shard.")
     ] = False,
     live: Annotated[
-        bool, typer.Option(help="Show the live dashboard (off: only the verdict line).")
+        bool, typer.Option(help="Show the live dashboard (--no-live: only the verdict line).")
     ] = True,
 ) -> None:
     """Run kinesio end to end on an embedded emulator (moto, in-process; no AWS account).
 
-    Creates a stream, produces RATE records/s for DURATION seconds with per-shard aggregation
-    and rate limiting while a live table shows every shard, splits a shard half-way (unless
-    --no-chaos), then reads the whole stream back and prints the verdict: produced, consumed,
-    lost (must be 0), duplicates. Exits 1 if anything was lost or failed.
+    Creates a stream with SHARDS shards, produces RATE records/s for DURATION seconds (per-shard
+    aggregation, rate limiting, per-key order), and runs WORKERS consumer processes that share
+    the shards through one KCL-compatible lease table. The live table shows each shard's state,
+    owner, lease counter, checkpoint and counts, and each worker's leases. Unless --no-chaos,
+    one worker is killed with SIGKILL at 30 % (its shards fail over) and a shard is split at
+    50 % (its children are "blocked on parent" until it ends). The verdict line says what was
+    produced, consumed, lost (must be 0) and duplicated; the exit code is 1 if anything was
+    lost, failed or handled out of order.
     """
     try:
         import moto.server  # noqa: F401
@@ -215,5 +357,5 @@ def playground(
         raise fail(
             "the playground needs the embedded emulator", hint="pip install 'kinesio[local]'"
         ) from None
-    code = run_async(_run(shards, rate, duration, keys, not no_chaos, live))
+    code = run_async(_run(shards, workers, rate, duration, keys, not no_chaos, live))
     raise typer.Exit(int(code))  # type: ignore[call-overload]

@@ -1,0 +1,5 @@
+"""``python -m kinesio.cli`` runs the ``kinesio`` command."""
+
+from kinesio.cli import main
+
+main()
