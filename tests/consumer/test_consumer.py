@@ -229,6 +229,8 @@ async def test_a_zombie_cannot_checkpoint_after_its_lease_was_taken() -> None:
     assert lease_after.lease_owner == live.worker_id
     await live.aclose()
     await tl
+    await batches.aclose()
+    await streams.aclose()
     await zombie.aclose()
 
 

@@ -67,7 +67,10 @@ class ShardStream:
         self.blocked_on_parent = False
         self.millis_behind_latest: int | None = None
         self._before_shard_end: Callable[[], Awaitable[None]] | None = None
+        # Set when nothing more will be written for this shard: by records() for a stream the
+        # user drives, by the driver (after its final checkpoint) for consume_with / run.
         self.done = asyncio.Event()
+        self._driven = False
 
     @property
     def lost(self) -> bool:
@@ -105,7 +108,8 @@ class ShardStream:
         finally:
             if fetcher is not None:
                 await fetcher.aclose()
-            self.done.set()
+            if not self._driven:
+                self.done.set()
 
     async def _next(self, fetcher: ShardFetcher) -> FetchedBatch | None:
         """The next batch, or None when the lease is lost or the consumer stops first."""
@@ -191,6 +195,13 @@ class RecordProcessor(Protocol):
 async def _maybe_await(result: object) -> None:
     if inspect.isawaitable(result):
         await result
+
+
+async def _then_done(work: Coroutine[Any, Any, None], stream: ShardStream) -> None:
+    try:
+        await work
+    finally:
+        stream.done.set()
 
 
 async def _in_thread(method: Callable[[Any], object], arg: object) -> None:
@@ -400,7 +411,10 @@ class AsyncConsumer:
 
         try:
             async for stream in self.shards():
-                task = asyncio.create_task(work(stream), name=f"shard-{stream.shard_id}")
+                stream._driven = True
+                task = asyncio.create_task(
+                    _then_done(work(stream), stream), name=f"shard-{stream.shard_id}"
+                )
                 failure.tasks.add(task)
                 task.add_done_callback(done)
         finally:
