@@ -9,7 +9,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Generic, Protocol, Self, TypeVar, runtime_checkable
@@ -76,7 +76,7 @@ class ShardStream:
     def lost(self) -> bool:
         return self._handle.lost.is_set()
 
-    async def records(self) -> AsyncIterator[list[Record]]:
+    async def records(self) -> AsyncGenerator[list[Record], None]:
         """Batches of records until lease loss, shutdown or shard end (see the class doc)."""
         consumer = self._consumer
         handle = self._handle
@@ -384,7 +384,7 @@ class AsyncConsumer:
 
     # -- the three ways to consume ---------------------------------------------------------
 
-    async def shards(self) -> AsyncIterator[ShardStream]:
+    async def shards(self) -> AsyncGenerator[ShardStream, None]:
         """Yield a :class:`ShardStream` for each lease as this worker acquires it; ends at
         shutdown. Process each stream in its own task (records of one shard arrive in order)."""
         if not self._started:
