@@ -25,6 +25,7 @@ from kinesio._kinesis import KinesisAPI
 from kinesio._models import ExtendedSequenceNumber, PutResult, Record
 from kinesio.consumer._checkpointer import Checkpointer
 from kinesio.consumer._consumer import AsyncConsumer, RecordProcessor
+from kinesio.events import EventHook
 from kinesio.metrics import ProducerMetrics
 from kinesio.producer._producer import AsyncProducer, ErrorHook, MetricsHook
 
@@ -62,6 +63,7 @@ class Producer:
         region_name: str | None = None,
         endpoint_url: str | None = None,
         session: AioSession | None = None,
+        on_event: EventHook | None = None,
     ) -> None:
         self._portal_cm: AbstractContextManager[BlockingPortal] = start_blocking_portal("asyncio")
         self._portal = self._portal_cm.__enter__()
@@ -77,6 +79,7 @@ class Producer:
                 region_name=region_name,
                 endpoint_url=endpoint_url,
                 session=session,
+                on_event=on_event,
             )
             self._portal.call(self._core.start)
         except BaseException:

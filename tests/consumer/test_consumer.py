@@ -89,7 +89,7 @@ class Seen:
 
 async def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
     async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110 - polls state that no event announces
+        while not predicate():
             await asyncio.sleep(0.02)
 
 

@@ -31,6 +31,7 @@ from kinesio.consumer._fetcher import (
     ShardFetcher,
     ensure_stream_consumer,
 )
+from kinesio.events import Emitter, EventHook, ShardBlockedOnParent, ShardStarted
 from kinesio.leases.base import LeaseStore
 from kinesio.leases.dynamodb import DynamoDBLeaseStore
 
@@ -82,12 +83,20 @@ class ShardStream:
         handle = self._handle
         fetcher: ShardFetcher | None = None
         try:
-            self.blocked_on_parent = bool(handle.lease.parent_shard_ids)
+            parents = tuple(sorted(handle.lease.parent_shard_ids))
+            if parents:
+                self.blocked_on_parent = True
+                consumer._events.emit(ShardBlockedOnParent(shard_id=self.shard_id, parents=parents))
             if not await consumer._coordinator.wait_until_ready(handle):
                 return
             self.blocked_on_parent = False
             fetcher = await consumer._fetcher_for(handle)
             await fetcher.start()
+            consumer._events.emit(
+                ShardStarted(
+                    shard_id=self.shard_id, checkpoint=handle.lease.checkpoint.sequence_number
+                )
+            )
             while handle.active and not consumer._stopping.is_set():
                 batch = await self._next(fetcher)
                 if batch is None:
@@ -243,6 +252,8 @@ class AsyncConsumer:
     per record), :meth:`run` (a KCL-style processor per shard) or :meth:`shards` (a stream per
     shard). AWS access follows boto3 as for :class:`kinesio.AsyncProducer`; ``lease_store``
     (e.g. ``kinesio.leases.MemoryLeaseStore()``) and ``kinesis`` replace the defaults.
+    ``on_event`` receives a :class:`kinesio.events.DiagnosticEvent` for every lease and shard
+    step (acquired, renewed, lost, released, blocked on parent, started, ended, checkpoint).
     """
 
     def __init__(
@@ -257,9 +268,11 @@ class AsyncConsumer:
         region_name: str | None = None,
         endpoint_url: str | None = None,
         session: AioSession | None = None,
+        on_event: EventHook | None = None,
     ) -> None:
         if not stream_name:
             raise ValidationError("stream_name must be a non-empty string")
+        self._events = Emitter(on_event)
         if not application_name:
             raise ValidationError("application_name must be a non-empty string")
         self.stream_name = stream_name
@@ -315,7 +328,12 @@ class AsyncConsumer:
                     self._kinesis, summary.stream_arn, self.settings.retrieval.consumer_name
                 )
             self._coordinator = LeaseCoordinator(
-                self._store, self._kinesis, self.stream_name, self.worker_id, self.settings
+                self._store,
+                self._kinesis,
+                self.stream_name,
+                self.worker_id,
+                self.settings,
+                events=self._events,
             )
             await self._coordinator.start()
         except BaseException:

@@ -25,6 +25,15 @@ from kinesio._models import (
     Shard,
 )
 from kinesio.consumer import _assignment, _shards
+from kinesio.events import (
+    CheckpointWritten,
+    Emitter,
+    LeaseAcquired,
+    LeaseLostEvent,
+    LeaseReleased,
+    LeaseRenewed,
+    ShardEnded,
+)
 from kinesio.leases.base import LeaseStore
 
 logger = logging.getLogger("kinesio.leases")
@@ -35,9 +44,15 @@ class LeaseHandle:
     (renewals and checkpoints both bump the counter, so they must not race each other)."""
 
     def __init__(
-        self, lease: Lease, store: LeaseStore, owner: str, clock: Callable[[], float]
+        self,
+        lease: Lease,
+        store: LeaseStore,
+        owner: str,
+        clock: Callable[[], float],
+        events: Emitter | None = None,
     ) -> None:
         self.lease = lease
+        self._events = events or Emitter(None)
         self.key = lease.lease_key
         self._store = store
         self._owner = owner
@@ -56,6 +71,7 @@ class LeaseHandle:
         if not self.lost.is_set():
             self.lost_reason = reason
             logger.info("lease %s lost: %s", self.key, reason)
+            self._events.emit(LeaseLostEvent(lease_key=self.key, reason=reason))
             self.lost.set()
 
     async def renew(self, failover_time: float) -> None:
@@ -77,6 +93,7 @@ class LeaseHandle:
                 return
             self.lease = renewed
             self.last_renewed = self._clock()
+            self._events.emit(LeaseRenewed(lease_key=self.key, lease_counter=renewed.lease_counter))
 
     async def checkpoint(
         self, position: ExtendedSequenceNumber, *, child_shard_ids: Collection[str] | None = None
@@ -97,6 +114,13 @@ class LeaseHandle:
                 raise LeaseLost(f"lease {self.key} was taken by another worker; not checkpointed")
             self.lease = written
             self.last_renewed = self._clock()
+            self._events.emit(
+                CheckpointWritten(
+                    shard_id=self.key,
+                    sequence_number=position.sequence_number,
+                    sub_sequence_number=position.sub_sequence_number,
+                )
+            )
 
     async def release(self) -> None:
         """Give the lease up so another worker can take it at once (graceful shutdown)."""
@@ -108,6 +132,8 @@ class LeaseHandle:
                 await self._store.release(self.lease, self._owner)
             except KinesioError as exc:
                 logger.warning("releasing lease %s failed (it will expire): %s", self.key, exc)
+                return
+            self._events.emit(LeaseReleased(lease_key=self.key))
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +156,9 @@ class LeaseCoordinator:
         *,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        events: Emitter | None = None,
     ) -> None:
+        self.events = events or Emitter(None)
         self.store = store
         self.kinesis = kinesis
         self.stream_name = stream_name
@@ -275,7 +303,12 @@ class LeaseCoordinator:
             logger.info(
                 "%s lease %s (from %s; target %d)", verb, key, lease.lease_owner, plan.target
             )
-            handle = LeaseHandle(taken, self.store, self.worker_id, self._clock)
+            self.events.emit(
+                LeaseAcquired(
+                    lease_key=key, previous_owner=lease.lease_owner, stolen=key in plan.steal
+                )
+            )
+            handle = LeaseHandle(taken, self.store, self.worker_id, self._clock, self.events)
             self.held[key] = handle
             self.table[key] = taken
             await self.acquired.put(handle)
@@ -366,4 +399,7 @@ class LeaseCoordinator:
         )
         await handle.release()
         self.held.pop(handle.key, None)
+        self.events.emit(
+            ShardEnded(shard_id=handle.key, children=tuple(c.shard_id for c in children))
+        )
         self.take_soon()

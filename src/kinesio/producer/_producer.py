@@ -37,6 +37,7 @@ from kinesio._errors import (
 )
 from kinesio._kinesis import KinesisAPI
 from kinesio._models import ProducerRecord, PutRecordsEntry, PutRecordsResultEntry, PutResult
+from kinesio.events import Emitter, EventHook, RecordFailed, ShardMapRefreshed, Throttled
 from kinesio.metrics import ProducerMetrics, ProducerMetricsRecorder
 from kinesio.producer._limiter import ShardLimiter
 from kinesio.producer._shard_map import ShardMap
@@ -126,9 +127,11 @@ class AsyncProducer:
         region_name: str | None = None,
         endpoint_url: str | None = None,
         session: AioSession | None = None,
+        on_event: EventHook | None = None,
     ) -> None:
         if not stream_name:
             raise ValidationError("stream_name must be a non-empty string")
+        self._events = Emitter(on_event)
         self.stream_name = stream_name
         self.settings = settings or ProducerSettings()
         if aws is None:
@@ -469,7 +472,7 @@ class AsyncProducer:
             self._notify_error(p.record, err)
 
     def _notify_error(self, record: ProducerRecord, err: KinesioError) -> None:
-        logger.debug("record with partition key %r failed: %s", record.partition_key, err)
+        self._events.emit(RecordFailed(partition_key=record.partition_key, error=str(err)))
         if self._on_error is None:
             return
         try:
@@ -698,7 +701,7 @@ class AsyncProducer:
     ) -> None:
         now = self._clock()
         m = self._metrics
-        throttled: set[_ShardQueue] = set()
+        throttled: Counter[_ShardQueue] = Counter()
         failed: set[_ShardQueue] = set()
         misplaced: list[tuple[_Entry, PutRecordsResultEntry]] = []
         stale_map = False
@@ -721,12 +724,15 @@ class AsyncProducer:
                 code = r.error_code or "MissingResult"
                 if code in _THROTTLE_CODES:
                     m.throttled += 1
-                    throttled.add(e.shard)
+                    throttled[e.shard] += 1
                 failed.add(e.shard)
                 self._retry(e.users, code, now)
         for q in failed:
             if q in throttled:
                 q.limiter.on_throttled()
+                self._events.emit(
+                    Throttled(operation="PutRecords", shard_id=q.shard_id, records=throttled[q])
+                )
             self._backoff(q, now)
         for e in entries:
             if e.shard not in failed:
@@ -816,12 +822,7 @@ class AsyncProducer:
             moved.sort(key=lambda p: p.created)
             for p in moved:
                 self._enqueue(p, front=False)
-        logger.debug(
-            "shard map of %r: %d open shards (epoch %d)",
-            self.stream_name,
-            len(new),
-            self._map_epoch,
-        )
+        self._events.emit(ShardMapRefreshed(open_shards=len(new)))
 
     async def _refresh_shard_map(self, *, seen_epoch: int | None = None) -> None:
         async with self._refresh_lock:
