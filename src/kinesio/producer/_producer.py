@@ -62,6 +62,7 @@ class _Pending:
     future: asyncio.Future[PutResult]
     created: float
     deadline: float
+    generation: int = 0  # the flush generation it was put in
     attempts: int = 0
     last_error: str | None = None
 
@@ -155,7 +156,11 @@ class AsyncProducer:
         self._queued_bytes = 0
         self._buffered_records = 0
         self._buffered_bytes = 0
-        self._outstanding: set[asyncio.Future[PutResult]] = set()
+        # Unresolved records per flush generation: flush() waits for the generations before it
+        # without adding a callback to every future (that cost ~10 µs a record at 100k).
+        self._generation = 0
+        self._unresolved: dict[int, int] = {}
+        self._flush_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._in_flight = 0
         self._in_flight_by_epoch: Counter[int] = Counter()
         self._max_in_flight = 1
@@ -244,7 +249,7 @@ class AsyncProducer:
                 "producer for %r closing after %.1f s with %d records undelivered",
                 self.stream_name,
                 timeout,
-                len(self._outstanding),
+                self._buffered_records,
             )
         closed: KinesioError = ProducerClosedError(
             "the producer was closed before this record was delivered"
@@ -333,6 +338,7 @@ class AsyncProducer:
             await self._wait_for_space(size, overflow)
         now = self._clock()
         future = asyncio.get_running_loop().create_future()
+        gen = self._generation
         p = _Pending(
             record=ProducerRecord(data, partition_key, ehk),
             hash_key=hash_key,
@@ -340,10 +346,11 @@ class AsyncProducer:
             future=future,
             created=now,
             deadline=now + s.record_ttl,
+            generation=gen,
         )
         self._buffered_records += 1
         self._buffered_bytes += size
-        self._outstanding.add(future)
+        self._unresolved[gen] = self._unresolved.get(gen, 0) + 1
         self._metrics.record_size.record_value(max(1, len(data)))
         self._enqueue(p, front=False)
         return future
@@ -361,13 +368,16 @@ class AsyncProducer:
         """Send everything accepted so far without waiting for linger; return when each of those
         records has its result (delivered or failed). Records put meanwhile are not waited for.
         """
-        pending = list(self._outstanding)
-        if not pending:
+        if not self._unresolved:
             return
+        gen = self._generation
+        self._generation += 1
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._flush_waiters.append((gen, waiter))
         self._flushing += 1
         self._wake.set()
         try:
-            await asyncio.wait(pending)
+            await waiter
         finally:
             self._flushing -= 1
 
@@ -448,7 +458,17 @@ class AsyncProducer:
     def _release(self, p: _Pending) -> None:
         self._buffered_records -= 1
         self._buffered_bytes -= p.size
-        self._outstanding.discard(p.future)
+        left = self._unresolved[p.generation] - 1
+        if left:
+            self._unresolved[p.generation] = left
+        else:
+            del self._unresolved[p.generation]
+            oldest = min(self._unresolved, default=None)
+            for gen, waiter in list(self._flush_waiters):
+                if oldest is None or oldest > gen:
+                    self._flush_waiters.remove((gen, waiter))
+                    if not waiter.done():
+                        waiter.set_result(None)
         self._space.set()
 
     def _succeed(
