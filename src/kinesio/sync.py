@@ -20,14 +20,15 @@ from aiobotocore.session import AioSession
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from kinesio._aws import AWSConfig
-from kinesio._config import ProducerSettings
+from kinesio._config import ProducerSettings, Raise
+from kinesio._errors import BacklogFullError, ProducerClosedError
 from kinesio._kinesis import KinesisAPI
 from kinesio._models import ExtendedSequenceNumber, PutResult, Record
 from kinesio.consumer._checkpointer import Checkpointer
 from kinesio.consumer._consumer import AsyncConsumer, RecordProcessor
 from kinesio.events import EventHook
 from kinesio.metrics import ProducerMetrics
-from kinesio.producer._producer import AsyncProducer, ErrorHook, MetricsHook
+from kinesio.producer._producer import AsyncProducer, ErrorHook, MetricsHook, PreparedRecord
 
 
 def _chain(source: asyncio.Future[PutResult], target: concurrent.futures.Future[PutResult]) -> None:
@@ -46,9 +47,13 @@ class Producer:
     """The blocking producer: :class:`AsyncProducer` behind a thread-safe, blocking API.
 
     The constructor connects (raising what ``AsyncProducer.start()`` raises); use it as a
-    context manager or call :meth:`close`. ``put()`` blocks only while the backlog is full
-    (under the default ``Block()`` policy) and returns a ``concurrent.futures.Future`` of the
-    record's :class:`PutResult`. Arguments are those of :class:`AsyncProducer`.
+    context manager or call :meth:`close`. ``put()`` validates in the calling thread (raising
+    ``ValidationError`` / ``ProducerClosedError`` at once) and returns a
+    ``concurrent.futures.Future`` of the record's :class:`PutResult`. Records cross to the
+    event-loop thread in batches, so a put costs no thread round trip. Backpressure: ``put()``
+    blocks while ``max_buffered_records`` records wait to cross (and, under ``Block()``, while
+    the producer's backlog is full); under ``Raise()`` it raises ``BacklogFullError``, under
+    ``Drop()`` the returned future fails with it. Arguments are those of :class:`AsyncProducer`.
     """
 
     def __init__(
@@ -68,6 +73,10 @@ class Producer:
         self._portal_cm: AbstractContextManager[BlockingPortal] = start_blocking_portal("asyncio")
         self._portal = self._portal_cm.__enter__()
         self._closed = False
+        self._inbox: list[tuple[PreparedRecord, concurrent.futures.Future[PutResult]]] = []
+        self._cond = threading.Condition()
+        self._drain_scheduled = False
+        self._drain_task: asyncio.Task[None] | None = None
         try:
             self._core = AsyncProducer(
                 stream_name,
@@ -81,7 +90,9 @@ class Producer:
                 session=session,
                 on_event=on_event,
             )
+            self._inbox_limit = self._core.settings.max_buffered_records
             self._portal.call(self._core.start)
+            self._loop: asyncio.AbstractEventLoop = self._portal.call(_running_loop)
         except BaseException:
             self._closed = True
             self._portal_cm.__exit__(None, None, None)
@@ -106,15 +117,51 @@ class Producer:
         self, data: bytes, partition_key: str, explicit_hash_key: int | str | None = None
     ) -> concurrent.futures.Future[PutResult]:
         """Accept one record (see ``AsyncProducer.put``); returns a future of its result."""
-        return self._portal.call(self._put, data, partition_key, explicit_hash_key)
-
-    async def _put(
-        self, data: bytes, partition_key: str, explicit_hash_key: int | str | None
-    ) -> concurrent.futures.Future[PutResult]:
-        source = await self._core.put(data, partition_key, explicit_hash_key)
+        if self._closed:
+            raise ProducerClosedError("the producer is closed")
+        prepared = self._core.prepare(data, partition_key, explicit_hash_key)
         target: concurrent.futures.Future[PutResult] = concurrent.futures.Future()
-        _chain(source, target)
+        with self._cond:
+            if isinstance(self._core.settings.overflow, Raise) and self._core.backlog_full(
+                len(self._inbox), prepared.size
+            ):
+                raise BacklogFullError("producer backlog full")
+            while len(self._inbox) >= self._inbox_limit and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                raise ProducerClosedError("the producer is closed")
+            self._inbox.append((prepared, target))
+            wake = not self._drain_scheduled
+            self._drain_scheduled = True
+        if wake:
+            self._loop.call_soon_threadsafe(self._start_drain)
         return target
+
+    def _start_drain(self) -> None:
+        self._drain_task = asyncio.ensure_future(self._drain())
+
+    async def _drain(self) -> None:
+        """Loop side: hand the records put by other threads to the asyncio core, in order."""
+        while True:
+            with self._cond:
+                batch, self._inbox = self._inbox, []
+                if not batch:
+                    self._drain_scheduled = False
+                    return
+                self._cond.notify_all()
+            for prepared, target in batch:
+                try:
+                    source = await self._core._accept(prepared)
+                except BaseException as exc:
+                    target.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                _chain(source, target)
+
+    async def _drained(self) -> None:
+        while self._drain_task is not None and not self._drain_task.done():
+            await asyncio.shield(self._drain_task)
 
     def put_and_wait(
         self, data: bytes, partition_key: str, explicit_hash_key: int | str | None = None
@@ -124,7 +171,14 @@ class Producer:
 
     def flush(self) -> None:
         """Block until every record accepted so far has its result."""
-        self._portal.call(self._core.flush)
+        self._portal.call(self._flush)
+
+    async def _flush(self) -> None:
+        await self._drained()
+        await self._core.flush()
+        # the records' futures are resolved; let their hand-over callbacks (already queued on
+        # the loop) run before the caller looks at its concurrent futures
+        await asyncio.sleep(0)
 
     def metrics(self) -> ProducerMetrics:
         """Cumulative metrics since the producer was created."""
@@ -137,11 +191,22 @@ class Producer:
         """Deliver everything accepted, then stop (see ``AsyncProducer.aclose``)."""
         if self._closed:
             return
-        self._closed = True
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
         try:
-            self._portal.call(self._core.aclose, timeout)
+            self._portal.call(self._close, timeout)
         finally:
             self._portal_cm.__exit__(None, None, None)
+
+    async def _close(self, timeout: float | None) -> None:
+        await self._drained()
+        await self._core.aclose(timeout)
+        await asyncio.sleep(0)  # as in _flush
+
+
+def _running_loop() -> asyncio.AbstractEventLoop:
+    return asyncio.get_running_loop()
 
 
 class BlockingCheckpointer:

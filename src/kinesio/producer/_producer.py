@@ -52,6 +52,15 @@ _THROTTLE_CODES = frozenset(
 )
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedRecord:
+    """A validated record, ready to be accepted (see ``AsyncProducer.prepare``)."""
+
+    record: ProducerRecord
+    hash_key: int
+    size: int  # data + partition key bytes: what Kinesis counts
+
+
 @dataclass(slots=True, eq=False)
 class _Pending:
     """A user record between put() and its result."""
@@ -291,6 +300,18 @@ class AsyncProducer:
         raises ``BacklogFullError`` after its timeout), ``Raise()`` raises
         ``BacklogFullError``, ``Drop()`` returns a future failed with it.
         """
+        return await self._accept(self.prepare(data, partition_key, explicit_hash_key))
+
+    def prepare(
+        self,
+        data: bytes,
+        partition_key: str,
+        explicit_hash_key: int | str | None = None,
+    ) -> PreparedRecord:
+        """Validate a record without accepting it (no I/O; safe from any thread).
+
+        Raises what ``put()`` raises for bad input, and ``ProducerClosedError`` when closed.
+        """
         if self._state != "running":
             raise self._not_running()
         if not isinstance(data, bytes):
@@ -319,6 +340,21 @@ class AsyncProducer:
             )
         hash_key = aggregation.hash_key(partition_key, explicit_hash_key)
         ehk = None if explicit_hash_key is None else hash_key
+        return PreparedRecord(ProducerRecord(data, partition_key, ehk), hash_key, size)
+
+    def backlog_full(self, extra_records: int = 0, extra_bytes: int = 0) -> bool:
+        """Whether the backlog (plus ``extra_*`` about to be added) is at its limits."""
+        s = self.settings
+        return (
+            self._buffered_records + extra_records >= s.max_buffered_records
+            or self._buffered_bytes + extra_bytes > s.max_buffered_bytes
+        )
+
+    async def _accept(self, prepared: PreparedRecord) -> asyncio.Future[PutResult]:
+        """Apply the overflow policy and queue a prepared record (see ``put``)."""
+        if self._state != "running":
+            raise self._not_running()
+        record, hash_key, size = prepared.record, prepared.hash_key, prepared.size
         s = self.settings
         if (
             self._buffered_records >= s.max_buffered_records
@@ -333,14 +369,14 @@ class AsyncProducer:
                 err = BacklogFullError(self._backlog_message())
                 future.set_exception(err)
                 self._metrics.user_records_dropped += 1
-                self._notify_error(ProducerRecord(data, partition_key, ehk), err)
+                self._notify_error(record, err)
                 return future
             await self._wait_for_space(size, overflow)
         now = self._clock()
         future = asyncio.get_running_loop().create_future()
         gen = self._generation
         p = _Pending(
-            record=ProducerRecord(data, partition_key, ehk),
+            record=record,
             hash_key=hash_key,
             size=size,
             future=future,
@@ -351,7 +387,7 @@ class AsyncProducer:
         self._buffered_records += 1
         self._buffered_bytes += size
         self._unresolved[gen] = self._unresolved.get(gen, 0) + 1
-        self._metrics.record_size.record_value(max(1, len(data)))
+        self._metrics.record_size.record_value(max(1, len(record.data)))
         self._enqueue(p, front=False)
         return future
 
@@ -474,9 +510,11 @@ class AsyncProducer:
     def _succeed(
         self, p: _Pending, shard_id: str, sequence_number: str, sub: int, now: float
     ) -> None:
-        self._release(p)
+        # Resolve before releasing: the future's callbacks must be scheduled ahead of a
+        # flush() that the release may wake.
         if not p.future.done():
             p.future.set_result(PutResult(shard_id, sequence_number, sub, p.attempts))
+        self._release(p)
         m = self._metrics
         m.user_records_put += 1
         m.user_bytes_put += len(p.record.data)
@@ -485,10 +523,10 @@ class AsyncProducer:
 
     def _fail_many(self, users: Sequence[_Pending], err: KinesioError) -> None:
         for p in users:
-            self._release(p)
             self._metrics.user_records_failed += 1
             if not p.future.done():
                 p.future.set_exception(err)
+            self._release(p)
             self._notify_error(p.record, err)
 
     def _notify_error(self, record: ProducerRecord, err: KinesioError) -> None:
