@@ -90,6 +90,6 @@ def _hint(exc: KinesioError) -> str | None:
 
 
 def main() -> None:
-    from kinesio.cli import _playground  # noqa: F401 - registers the command
+    from kinesio.cli import _commands  # noqa: F401 - registers every command
 
     app()

@@ -1,0 +1,108 @@
+"""What the operating commands share: AWS access from the global options, consoles, waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from typing import IO, Any, TypeVar, cast
+
+import typer
+from rich.console import Console
+
+from kinesio._aws import AioKinesis, AWSConfig
+from kinesio._errors import ResourceInUseError, ResourceNotFoundError
+from kinesio._models import StreamSummary
+from kinesio.cli._app import GlobalOptions, console, run_async
+
+#: Seconds a command waits for a stream to become ACTIVE (resharding a large stream on the
+#: service takes minutes).
+WAIT_TIMEOUT = 900.0
+
+
+T = TypeVar("T")
+
+
+def execute(coro: Coroutine[Any, Any, T]) -> T:
+    """``run_async`` with its result typed: KinesioError becomes one line and exit code 1."""
+    return cast(T, run_async(coro))
+
+
+def aws_config(ctx: typer.Context) -> AWSConfig:
+    """The AWS configuration from the global --region/--profile/--endpoint-url options."""
+    options = ctx.find_object(GlobalOptions)
+    return (options or GlobalOptions()).aws()
+
+
+def out_console() -> Console:
+    """A console on stdout, for a command's result (tables). Piped output is not cut at 80
+    columns: hash keys and sequence numbers are long."""
+    stdout = sys.stdout
+    wide = not stdout.isatty()
+    return Console(file=stdout, width=220 if wide else None, soft_wrap=False)
+
+
+def binary_stdout() -> IO[bytes]:
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is not None:
+        return buffer  # type: ignore[no-any-return]
+    raise RuntimeError("stdout has no binary buffer")  # pragma: no cover
+
+
+@asynccontextmanager
+async def kinesis_client(aws: AWSConfig) -> AsyncIterator[AioKinesis]:
+    kinesis = await AioKinesis.create(aws, max_pool_connections=10)
+    try:
+        yield kinesis
+    finally:
+        await kinesis.aclose()
+
+
+async def wait_until_active(
+    kinesis: AioKinesis, stream: str, *, what: str, timeout: float = WAIT_TIMEOUT
+) -> StreamSummary:
+    """Poll DescribeStreamSummary (0.2 s growing to 2 s) until ACTIVE, with a spinner."""
+    deadline = time.monotonic() + timeout
+    delay = 0.2
+    started = time.monotonic()
+    with console.status(f"{what}: waiting for stream {stream!r} to become ACTIVE") as status:
+        while True:
+            summary = await kinesis.describe_stream_summary(stream)
+            if summary.status == "ACTIVE":
+                return summary
+            if time.monotonic() > deadline:
+                raise ResourceInUseError(
+                    f"stream {stream!r} still {summary.status} after {timeout:.0f} s",
+                    code="ResourceInUseException",
+                    operation="DescribeStreamSummary",
+                )
+            status.update(
+                f"{what}: stream {stream!r} is {summary.status} "
+                f"({time.monotonic() - started:.0f} s)"
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 2.0)
+
+
+async def wait_until_gone(
+    kinesis: AioKinesis, stream: str, *, timeout: float = WAIT_TIMEOUT
+) -> None:
+    """Poll DescribeStreamSummary until the stream no longer exists."""
+    deadline = time.monotonic() + timeout
+    delay = 0.2
+    with console.status(f"waiting for stream {stream!r} to be deleted"):
+        while True:
+            try:
+                summary = await kinesis.describe_stream_summary(stream)
+            except ResourceNotFoundError:
+                return
+            if time.monotonic() > deadline:
+                raise ResourceInUseError(
+                    f"stream {stream!r} still {summary.status} after {timeout:.0f} s",
+                    code="ResourceInUseException",
+                    operation="DescribeStreamSummary",
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 2.0)
