@@ -57,9 +57,10 @@ def _global(
 
 def fail(message: str, hint: str | None = None, code: int = 1) -> typer.Exit:
     """Print one clear error line (and a hint), no traceback; return the Exit to raise."""
-    console.print(f"[bold red]error:[/] {message}")
+    # soft_wrap: one line, however narrow the (non-terminal) stderr is
+    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
     if hint:
-        console.print(f"[dim]hint:[/] {hint}")
+        console.print(f"[dim]hint:[/] {hint}", soft_wrap=True)
     return typer.Exit(code)
 
 
