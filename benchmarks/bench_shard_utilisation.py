@@ -172,7 +172,10 @@ def print_table(rows: list[Row]) -> None:
         kbps = r.per_shard_second(r.kinesis_bytes)
         sent = r.kinesis_records + r.throttled
         throttled = f"{r.throttled:,} ({r.throttled / sent:.0%})" if sent else "0"
-        label = f"{r.rate_limit:g}" + (" (default)" if r.rate_limit == 1.5 else "")
+        default = ProducerSettings().rate_limit
+        label = f"{r.rate_limit:g}" + (
+            " (default)" if r.rate_limit == default else " (KPL)" if r.rate_limit == 1.5 else ""
+        )
         print(
             f"| {r.shards} | {size_label(r.record_size)} | {label} "
             f"| {r.per_shard_second(r.user_records):,.0f} "

@@ -74,8 +74,9 @@ class ShardLimiter:
             return True
         return False
 
-    def wait_time(self, nbytes: int, now: float) -> float:
-        return max(self._records.wait_time(1, now), self._bytes.wait_time(nbytes, now))
+    def wait_time(self, nbytes: int, now: float, records: int = 1) -> float:
+        """Seconds until ``records`` records of ``nbytes`` bytes in all can be admitted."""
+        return max(self._records.wait_time(records, now), self._bytes.wait_time(nbytes, now))
 
     def _apply(self) -> None:
         self._records.set_rate(self._rps * self.factor)

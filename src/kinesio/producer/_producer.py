@@ -642,7 +642,12 @@ class AsyncProducer:
                 if request_bytes + nbytes > s.max_batch_bytes:
                     return entries, 0.0  # this request is full; the next one takes the rest
                 if not q.limiter.try_acquire(nbytes, now):
-                    hint = q.limiter.wait_time(nbytes, now)
+                    # Wait until the shard's tokens cover its queue (or a linger passes), not
+                    # just the next record: a request per token would be tiny and costly.
+                    hint = max(
+                        q.limiter.wait_time(nbytes, now),
+                        min(s.linger, q.limiter.wait_time(q.queued_bytes, now, len(q.queue))),
+                    )
                     wait = hint if wait is None else min(wait, hint)
                     break
                 for _ in users:
