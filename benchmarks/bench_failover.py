@@ -1,0 +1,463 @@
+"""Failover time: how long the shards of a worker killed with SIGKILL stay without a reader.
+
+Run: .venv/bin/python benchmarks/bench_failover.py        (about 3 min)
+
+moto's server runs in a separate process on 127.0.0.1 (a free port; stopped at the end) and
+holds a 6-shard stream and the DynamoDB lease table. A producer thread in this process writes
+one record to every shard every 0.1 s (``ExplicitHashKey`` = the shard's starting hash key,
+data = shard id and a per-shard counter). Three worker processes (this file with
+``--worker``: an ``AsyncConsumer`` with the DynamoDB lease store, ``consume_with`` with its
+default checkpointing, default ``Polling()``) log the wall time of every record they handle.
+
+Each round waits until the three live workers hold two leases each (unchanged for longer than
+a renew interval), then kills one of them with SIGKILL (nothing released) and measures, for
+each shard it held, the time from the kill until the lease was taken ("took lease" in the
+taker's log) and until the new owner handled its first record of that shard (resuming at the
+last checkpoint counts: the shard is being read again). Records of a moved shard handled after
+the kill by a worker that did not hold its lease are counted in the notes. Before the next
+round a fresh worker joins and the three share the shards again.
+
+Settings: the defaults (``failover_time`` 10 s, renew every 3.3 s, take every 20 s: the
+KCL's), and a tuned one (``failover_time`` 3 s, ``take_interval`` 1 s, renew every 1 s).
+Expected: a survivor judges a lease expired once its counter has not moved for the failover
+time *on the survivor's clock* (counted from when it first saw the last value, possibly before
+the kill), and it only reads the table every take interval: between the failover time minus a
+renew interval and the failover time plus two take intervals; one take interval more for a
+survivor that loses the race for a lease to the other survivor and tries again next round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import IO, Any
+
+REGION = "us-east-1"
+SHARDS = 6
+WORKERS = 3
+PRODUCE_INTERVAL = 0.1
+
+
+# -- the worker (child side) --------------------------------------------------------------------
+
+
+def worker(args: argparse.Namespace) -> None:
+    import logging
+
+    import kinesio
+
+    logging.basicConfig(level=logging.INFO, format="%(created).3f %(name)s %(message)s")
+    settings = kinesio.ConsumerSettings(
+        failover_time=args.failover_time,
+        take_interval=args.take_interval,
+        initial_position=kinesio.InitialPosition.TRIM_HORIZON,
+        worker_id=args.name,
+    )
+    out = open(args.log, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives as long as the process
+
+    def handle(record: kinesio.Record) -> None:
+        out.write(f"{time.time():.3f} {record.shard_id} {record.data.decode()}\n")
+
+    async def run() -> None:
+        consumer = kinesio.AsyncConsumer(
+            args.stream, application_name=args.app, settings=settings, endpoint_url=args.endpoint
+        )
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, consumer.request_shutdown)
+        async with consumer:
+            await consumer.consume_with(handle)
+
+    asyncio.run(run())
+
+
+# -- the emulator (a separate process) ----------------------------------------------------------
+
+
+def serve_moto(port: int) -> None:
+    """moto's server (as ``python -m moto.server`` runs it), one request at a time.
+
+    moto's backends are not thread-safe (Kinesis numbers records without a lock; DynamoDB's
+    conditional writes check and write in separate steps), and four processes call it at once
+    here; a lock around the app keeps moto's threaded server and HTTP keep-alive while the
+    backends see one request at a time.
+    """
+    import logging
+
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import run_simple
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    app = DomainDispatcherApplication(create_backend_app)
+    lock = threading.Lock()
+
+    def one_at_a_time(environ: Any, start_response: Any) -> list[bytes]:
+        with lock:
+            body = app(environ, start_response)
+            try:
+                return list(body)
+            finally:
+                close = getattr(body, "close", None)
+                if close is not None:
+                    close()
+
+    os.environ.setdefault("MOTO_PORT", str(port))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    run_simple("127.0.0.1", port, one_at_a_time, threaded=True, request_handler=MotoRequestHandler)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for name in list(env):
+        if name.startswith("AWS_"):
+            del env[name]
+    # moto accepts any credentials; these reach no real account.
+    env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+    env.update(AWS_DEFAULT_REGION=REGION)
+    return env
+
+
+@contextlib.contextmanager
+def moto_server(env: dict[str, str]) -> Iterator[str]:
+    """moto's server in its own process on 127.0.0.1; yields its URL, stops it at the end."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--moto-server", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("moto server did not start")
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# -- one setting (parent side) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    label: str
+    failover_time: float
+    take_interval: float | None
+    rounds: int
+
+    @property
+    def effective_take(self) -> float:
+        return self.take_interval or 2 * self.failover_time
+
+    @property
+    def renew_interval(self) -> float:
+        return self.failover_time / 3
+
+
+@dataclass
+class Result:
+    setting: Setting
+    resumed: list[float] = field(default_factory=list)  # seconds, per moved shard
+    taken: list[float] = field(default_factory=list)  # seconds from the kill to "took lease"
+    balance: list[float] = field(default_factory=list)  # seconds to 2/2/2 before each kill
+    stray: int = 0  # records of a moved shard handled after the kill by a non-owner
+    errors: list[str] = field(default_factory=list)
+
+
+class Producer(threading.Thread):
+    """One record per shard every PRODUCE_INTERVAL seconds, each aimed at its shard."""
+
+    def __init__(self, kinesis: Any, stream: str) -> None:
+        super().__init__(daemon=True)
+        self.kinesis, self.stream = kinesis, stream
+        self.stop = threading.Event()
+        shards = kinesis.list_shards(StreamName=stream)["Shards"]
+        self.targets = [(s["ShardId"], s["HashKeyRange"]["StartingHashKey"]) for s in shards]
+        self.misrouted = 0
+
+    def run(self) -> None:
+        n = 0
+        while not self.stop.wait(PRODUCE_INTERVAL):
+            entries = [
+                {"Data": f"{sid}:{n}".encode(), "PartitionKey": sid, "ExplicitHashKey": key}
+                for sid, key in self.targets
+            ]
+            with contextlib.suppress(Exception):  # a slow emulator answer: skip a beat
+                answer = self.kinesis.put_records(StreamName=self.stream, Records=entries)
+                for (sid, _), r in zip(self.targets, answer["Records"], strict=True):
+                    if r.get("ShardId") != sid:
+                        self.misrouted += 1
+            n += 1
+
+
+class Group:
+    """The worker processes of one setting, their logs, and the lease table."""
+
+    def __init__(
+        self, endpoint: str, stream: str, app: str, setting: Setting, tmp: Path, ddb: Any
+    ) -> None:
+        self.endpoint, self.stream, self.app, self.setting = endpoint, stream, app, setting
+        self.tmp, self.ddb = tmp, ddb
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.files: list[IO[bytes]] = []
+        self.count = 0
+
+    def start(self, env: dict[str, str]) -> str:
+        self.count += 1
+        name = f"w{self.count}"
+        err = open(self.tmp / f"{name}.err", "wb")  # noqa: SIM115 - closed in stop_all
+        self.files.append(err)
+        s = self.setting
+        cmd = [sys.executable, __file__, "--worker", "--name", name, "--stream", self.stream]
+        cmd += ["--app", self.app, "--endpoint", self.endpoint, "--log", str(self.log(name))]
+        cmd += ["--failover-time", str(s.failover_time)]
+        if s.take_interval is not None:
+            cmd += ["--take-interval", str(s.take_interval)]
+        self.procs[name] = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        return name
+
+    def log(self, name: str) -> Path:
+        return self.tmp / f"{name}.log"
+
+    def alive(self) -> list[str]:
+        return [n for n, p in self.procs.items() if p.poll() is None]
+
+    def owners(self) -> dict[str, str | None]:
+        items = self.ddb.scan(TableName=self.app, ConsistentRead=True)["Items"]
+        return {i["leaseKey"]["S"]: i.get("leaseOwner", {}).get("S") for i in items}
+
+    def wait_balanced(self, timeout: float, stable: float) -> dict[str, str | None]:
+        """Until each live worker owns SHARDS / WORKERS leases, unchanged for ``stable``
+        seconds (longer than a renew interval, so that a worker whose lease was just stolen
+        has noticed and stopped reading that shard)."""
+        deadline = time.monotonic() + timeout
+        since: float | None = None
+        previous: dict[str, str | None] = {}
+        while time.monotonic() < deadline:
+            owners = self.owners()
+            per = {n: sum(1 for o in owners.values() if o == n) for n in self.alive()}
+            balanced = len(owners) == SHARDS and all(v == SHARDS // WORKERS for v in per.values())
+            if not balanced or owners != previous:
+                since = time.monotonic() if balanced else None
+            elif since is not None and time.monotonic() - since >= stable:
+                return owners
+            previous = owners
+            time.sleep(0.5)
+        raise TimeoutError(f"workers not balanced after {timeout:.0f} s: {self.owners()}")
+
+    def handled(self, name: str, shard: str) -> list[float]:
+        """Wall times at which worker ``name`` handled records of ``shard``."""
+        if not self.log(name).exists():
+            return []
+        out = []
+        for line in self.log(name).read_text().splitlines():
+            parts = line.split(" ")
+            if len(parts) == 3 and parts[1] == shard:
+                out.append(float(parts[0]))
+        return out
+
+    def taken(self, shard: str, after: float) -> tuple[float, str] | None:
+        """When and by whom ``shard``'s lease was first taken after ``after`` (worker logs)."""
+        pattern = re.compile(rf"^(\d+\.\d+) kinesio\.leases (took|stole) lease {shard} ")
+        best: tuple[float, str] | None = None
+        for name in self.procs:
+            for line in (self.tmp / f"{name}.err").read_text(errors="replace").splitlines():
+                m = pattern.match(line)
+                if m and float(m.group(1)) > after:
+                    t = float(m.group(1))
+                    if best is None or t < best[0]:
+                        best = (t, name)
+                    break
+        return best
+
+    def stop_all(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        for f in self.files:
+            f.close()
+
+
+def run_setting(setting: Setting, endpoint: str, env: dict[str, str], tmp: Path) -> Result:
+    import boto3
+
+    creds = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    kinesis = boto3.client("kinesis", endpoint_url=endpoint, region_name=REGION, **creds)
+    ddb = boto3.client("dynamodb", endpoint_url=endpoint, region_name=REGION, **creds)
+    stream = f"failover-{uuid.uuid4().hex[:8]}"
+    app = f"app-{stream}"
+    kinesis.create_stream(StreamName=stream, ShardCount=SHARDS)
+    kinesis.get_waiter("stream_exists").wait(
+        StreamName=stream, WaiterConfig={"Delay": 0.2, "MaxAttempts": 150}
+    )
+    ddb.create_table(  # the KCL's lease table, created here so the workers do not race to
+        TableName=app,
+        KeySchema=[{"AttributeName": "leaseKey", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "leaseKey", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    producer = Producer(kinesis, stream)
+    producer.start()
+    work = tmp / setting.label.split(" ")[0]
+    work.mkdir()
+    group = Group(endpoint, stream, app, setting, work, ddb)
+    result = Result(setting)
+    # enough for the defaults: a steal per worker per take interval, from a 6/0/0 start
+    balance_timeout = 10 * setting.effective_take + 30
+    try:
+        for _ in range(WORKERS):
+            group.start(env)
+        for rnd in range(setting.rounds):
+            if rnd:
+                group.start(env)  # the third worker again
+            t = time.monotonic()
+            owners = group.wait_balanced(balance_timeout, setting.renew_interval + 1.0)
+            result.balance.append(time.monotonic() - t)
+            victim = min(group.alive(), key=lambda n: int(n[1:]))  # the oldest live worker
+            shards = sorted(k for k, o in owners.items() if o == victim)
+            group.procs[victim].kill()  # SIGKILL: no release, no final checkpoint
+            killed = time.time()
+            group.procs[victim].wait()
+            deadline = time.monotonic() + 3 * setting.effective_take + 3 * setting.failover_time
+            pending = set(shards)
+            moved: list[float] = []
+            while pending and time.monotonic() < deadline:
+                time.sleep(0.5)
+                for shard in sorted(pending):
+                    took = group.taken(shard, killed)
+                    if took is None:
+                        continue
+                    # the new owner's first record of the shard once it holds the lease
+                    after = [t for t in group.handled(took[1], shard) if t >= took[0]]
+                    if after:
+                        pending.discard(shard)
+                        result.taken.append(took[0] - killed)
+                        moved.append(after[0] - killed)
+            result.resumed += moved
+            for shard in shards:
+                for name in group.procs:
+                    if name != victim and (took := group.taken(shard, killed)) is not None:
+                        before = [t for t in group.handled(name, shard) if killed < t < took[0]]
+                        result.stray += len(before)
+            for shard in sorted(pending):
+                result.errors.append(f"{shard} not read again within the deadline")
+            print(
+                f"  {setting.label}, round {rnd + 1}: killed {victim} holding {shards}; "
+                f"read again after {', '.join(f'{m:.1f}' for m in moved)} s",
+                file=sys.stderr,
+                flush=True,
+            )
+    finally:
+        group.stop_all()
+        producer.stop.set()
+        producer.join()
+        kinesis.delete_stream(StreamName=stream, EnforceConsumerDeletion=True)
+        ddb.delete_table(TableName=app)
+    if producer.misrouted:
+        result.errors.append(f"{producer.misrouted} producer records landed on another shard")
+    return result
+
+
+def summary(values: list[float]) -> str:
+    if not values:
+        return "– | – | –"
+    return f"{min(values):.1f} | {statistics.median(values):.1f} | {max(values):.1f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--default-rounds", type=int, default=2)
+    parser.add_argument("--tuned-rounds", type=int, default=3)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--moto-server", type=int, help=argparse.SUPPRESS)
+    for name in ("--name", "--stream", "--app", "--endpoint", "--log"):
+        parser.add_argument(name, help=argparse.SUPPRESS)
+    parser.add_argument("--failover-time", type=float, default=10.0, help=argparse.SUPPRESS)
+    parser.add_argument("--take-interval", type=float, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.moto_server:
+        serve_moto(args.moto_server)
+        return
+    if args.worker:
+        worker(args)
+        return
+
+    settings = [
+        Setting("default (failover 10 s, take every 20 s)", 10.0, None, args.default_rounds),
+        Setting("tuned (failover 3 s, take every 1 s)", 3.0, 1.0, args.tuned_rounds),
+    ]
+    env = child_env()
+    started = time.monotonic()
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory() as tmp, moto_server(env) as endpoint:
+        for setting in settings:
+            if setting.rounds > 0:
+                results.append(run_setting(setting, endpoint, env, Path(tmp)))
+
+    print(
+        f"Python {platform.python_version()}, kinesio {version('kinesio')}, "
+        f"moto {version('moto')}, {platform.machine()}; {SHARDS} shards, {WORKERS} workers, "
+        f"a record per shard every {PRODUCE_INTERVAL} s; total {time.monotonic() - started:.0f} s"
+    )
+    print()
+    print(
+        "| setting | kills | shards moved | lease taken after, s (min / median / max) "
+        "| read again after, s: min | median | max | balanced before each kill, s | notes |"
+    )
+    print("|---|---:|---:|---|---:|---:|---:|---|---|")
+    for r in results:
+        s = r.setting
+        taken = summary(r.taken).replace(" | ", " / ")
+        errors = r.errors + ([f"{r.stray} records handled by a non-owner"] if r.stray else [])
+        notes = "; ".join(errors) or "–"
+        print(
+            f"| {s.label} | {s.rounds} | {len(r.resumed)} | {taken} | {summary(r.resumed)} "
+            f"| {', '.join(f'{b:.0f}' for b in r.balance)} | {notes} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
