@@ -75,9 +75,9 @@ class ProducerSettings:
         (``shard_records_per_second`` Kinesis records and ``shard_bytes_per_second`` bytes per
         second). The KPL's default is 150 %; kinesio's is 100 %: in
         ``benchmarks/bench_shard_utilisation.py`` it reached the same shard utilisation with no
-        throttles and no retries, where 150 % had 4–6 % of writes throttled and re-sent. With ``adaptive`` the bucket rate halves for a
-        shard that is throttled anyway (another producer shares it) and recovers as writes
-        succeed.
+        throttles and no retries, where 150 % had 4–6 % of writes throttled and re-sent. With
+        ``adaptive`` the bucket rate halves for a shard that is throttled anyway (another
+        producer shares it) and recovers as writes succeed.
     Retries
         A record whose write fails with a retriable error is retried, oldest first, with
         exponential backoff from ``retry_backoff`` up to ``max_retry_backoff`` seconds, until

@@ -31,6 +31,7 @@ from kinesio.consumer._fetcher import (
     ShardFetcher,
     ensure_stream_consumer,
 )
+from kinesio.consumer._shared import SharedShardList
 from kinesio.events import Emitter, EventHook, ShardBlockedOnParent, ShardStarted
 from kinesio.leases.base import LeaseStore
 from kinesio.leases.dynamodb import DynamoDBLeaseStore
@@ -287,6 +288,7 @@ class AsyncConsumer:
         self._store = lease_store
         self._owns_store = lease_store is None
         self._coordinator: LeaseCoordinator
+        self._shared: SharedShardList | None = None  # one ListShards for all fetchers
         self._consumer_arn: str | None = None
         self._stopping = asyncio.Event()
         self._started = False
@@ -374,13 +376,15 @@ class AsyncConsumer:
 
     async def _fetcher_for(self, handle: LeaseHandle) -> ShardFetcher:
         assert self._kinesis is not None
+        if self._shared is None:
+            self._shared = SharedShardList(self._kinesis)
         shard = await self._coordinator.shard(handle.key, handle.lease)
         s = self.settings
         timestamp = s.initial_position.timestamp
         if isinstance(s.retrieval, FanOut):
             assert self._consumer_arn is not None
             return FanOutFetcher(
-                self._kinesis,
+                self._shared,
                 self._consumer_arn,
                 shard,
                 handle.lease.checkpoint,
@@ -390,7 +394,7 @@ class AsyncConsumer:
                 max_prefetch_bytes=s.max_prefetch_bytes,
             )
         return PollingFetcher(
-            self._kinesis,
+            self._shared,
             self.stream_name,
             shard,
             handle.lease.checkpoint,
