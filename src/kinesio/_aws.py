@@ -26,6 +26,7 @@ import botocore.exceptions as bexc
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 from botocore.eventstream import EventStreamBuffer, ParserError
+from botocore.utils import parse_timestamp as _default_timestamp_parser
 
 from kinesio._errors import (
     AccessDeniedError,
@@ -129,6 +130,24 @@ def map_aws_errors(operation: str) -> Iterator[None]:
         ) from exc
 
 
+def _epoch_timestamp(value: Any) -> dt.datetime:
+    # Kinesis answers epoch seconds; botocore's default parser goes through dateutil to a
+    # local-time datetime, ~12 µs of a GetRecords record's ~35 µs client cost.
+    if isinstance(value, int | float):
+        return dt.datetime.fromtimestamp(value, dt.UTC)
+    return _default_timestamp_parser(value)  # type: ignore[no-any-return]
+
+
+def tuned_session(session: AioSession) -> AioSession:
+    """A session kinesio created itself: parse timestamps the fast way (timezone-aware UTC).
+
+    Sessions passed in by users are left as they are.
+    """
+    factory = session.get_component("response_parser_factory")
+    factory.set_parser_defaults(timestamp_parser=_epoch_timestamp)
+    return session
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class AWSConfig:
     """Where and as whom to call AWS. Every field defaults to boto3's own resolution.
@@ -145,7 +164,7 @@ class AWSConfig:
     def new_session(self) -> AioSession:
         if self.session is not None:
             return self.session
-        return AioSession(profile=self.profile_name)
+        return tuned_session(AioSession(profile=self.profile_name))
 
     def __repr__(self) -> str:  # never show a session's credentials
         return (

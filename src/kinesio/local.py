@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from kinesio._aws import AWSConfig
+from kinesio._aws import AWSConfig, tuned_session
 from kinesio._errors import ConfigurationError
 
 #: Credentials the emulators accept; they are not secrets and reach no real account.
@@ -33,7 +33,7 @@ class LocalEndpoint:
     def aws_config(self) -> AWSConfig:
         from aiobotocore.session import AioSession
 
-        session = AioSession()
+        session = tuned_session(AioSession())
         session.set_credentials(LOCAL_ACCESS_KEY, LOCAL_SECRET_KEY)
         return AWSConfig(
             region_name=self.region_name, endpoint_url=self.endpoint_url, session=session

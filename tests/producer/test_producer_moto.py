@@ -143,3 +143,22 @@ def test_blocking_producer_raises_typed_errors_from_its_constructor(
         Producer("nope", endpoint_url=moto_endpoint.endpoint_url)
     # no loop thread is left behind
     assert not [t for t in threading.enumerate() if "anyio" in t.name.lower() and t.is_alive()]
+
+
+async def test_arrival_timestamps_are_timezone_aware_utc(kinesis: AioKinesis, stream: str) -> None:
+    import datetime as dt
+
+    from kinesio._kinesis import StartingPosition
+    from kinesio._models import PutRecordsEntry
+
+    await kinesis.put_records(stream, [PutRecordsEntry(b"t", "k")])
+    before = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    for shard in await kinesis.list_shards(stream):
+        it = await kinesis.get_shard_iterator(
+            stream, shard.shard_id, StartingPosition("TRIM_HORIZON")
+        )
+        for record in (await kinesis.get_records(it)).records:
+            ts = record.approximate_arrival_timestamp
+            assert ts is not None
+            assert ts.utcoffset() == dt.timedelta(0)
+            assert ts > before
