@@ -73,6 +73,7 @@ class ShardStream:
         # user drives, by the driver (after its final checkpoint) for consume_with / run.
         self.done = asyncio.Event()
         self._driven = False
+        self._interrupt: asyncio.Future[None] | None = None
 
     @property
     def lost(self) -> bool:
@@ -116,6 +117,9 @@ class ShardStream:
         except LeaseLost:
             return
         finally:
+            if self._interrupt is not None:
+                self._interrupt.cancel()
+                self._interrupt = None
             if fetcher is not None:
                 await fetcher.aclose()
             if not self._driven:
@@ -123,18 +127,26 @@ class ShardStream:
 
     async def _next(self, fetcher: ShardFetcher) -> FetchedBatch | None:
         """The next batch, or None when the lease is lost or the consumer stops first."""
+        if self._interrupt is None:
+            # one waiter for the whole stream, not two new tasks per batch (idle shards ask
+            # for a batch about twice a second)
+            self._interrupt = asyncio.ensure_future(self._interrupted())
         get = asyncio.ensure_future(fetcher.next_batch())
-        lost = asyncio.ensure_future(self._handle.lost.wait())
-        stop = asyncio.ensure_future(self._consumer._stopping.wait())
-        try:
-            await asyncio.wait({get, lost, stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for f in (lost, stop):
-                f.cancel()
+        waiting: set[asyncio.Future[Any]] = {get, self._interrupt}
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if get.done():
             return get.result()
         get.cancel()
         return None
+
+    async def _interrupted(self) -> None:
+        lost = asyncio.ensure_future(self._handle.lost.wait())
+        stop = asyncio.ensure_future(self._consumer._stopping.wait())
+        try:
+            await asyncio.wait({lost, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+            stop.cancel()
 
 
 #: The checkpointer a processor is given: :class:`Checkpointer` (asyncio API) or
