@@ -127,9 +127,29 @@ def kinesis_mock() -> Iterator[str]:
     It listens on 0.0.0.0 by itself, so loopback.js is preloaded to force 127.0.0.1; its TLS
     port is moved to a free port too, so that parallel runs do not collide. It ignores
     SIGTERM, hence SIGKILL. Plain HTTP only.
+
+    Stream operations (create, delete, split, merge, consumer registration...) keep the
+    stream or consumer in a transitional status for 100 ms rather than kinesis-mock's 500 ms:
+    long enough that the wait-until-ACTIVE paths are exercised, short enough for tests that
+    reshard several times.
     """
     package = _require("kinesis-local")
     port, tls_port = _free_port(), _free_port()
+    durations = {
+        f"{operation}_DURATION": "100ms"
+        for operation in (
+            "CREATE_STREAM",
+            "DELETE_STREAM",
+            "REGISTER_STREAM_CONSUMER",
+            "DEREGISTER_STREAM_CONSUMER",
+            "MERGE_SHARDS",
+            "SPLIT_SHARD",
+            "UPDATE_SHARD_COUNT",
+            "UPDATE_STREAM_MODE",
+            "START_STREAM_ENCRYPTION",
+            "STOP_STREAM_ENCRYPTION",
+        )
+    }
     with _run(
         ["node", "-r", str(EMULATORS_DIR / "loopback.js"), "main.js"],
         cwd=package,  # it reads server.json from its working directory
@@ -137,6 +157,7 @@ def kinesis_mock() -> Iterator[str]:
         env={
             "KINESIS_MOCK_PLAIN_PORT": str(port),
             "KINESIS_MOCK_TLS_PORT": str(tls_port),
+            **durations,
         },
         stop_signal=signal.SIGKILL,
         timeout=60.0,
