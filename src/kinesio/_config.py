@@ -74,8 +74,8 @@ class ProducerSettings:
         A token bucket per shard admits ``rate_limit`` × the shard write limits
         (``shard_records_per_second`` Kinesis records and ``shard_bytes_per_second`` bytes per
         second). The KPL's default is 150 %; kinesio's is 100 %: in
-        ``benchmarks/bench_shard_utilisation.py`` it reached the same shard utilisation with no
-        throttles and no retries, where 150 % had 4–6 % of writes throttled and re-sent. With
+        ``benchmarks/bench_shard_utilisation.py`` it reached the same shard utilisation with
+        0–1 % of writes throttled, where 150 % had 3–13 % throttled and re-sent. With
         ``adaptive`` the bucket rate halves for a shard that is throttled anyway (another
         producer shares it) and recovers as writes succeed.
     Retries
