@@ -100,14 +100,19 @@ class Row:
     error: type[KinesioError] | None
     match: str
     scenario: Scenario
+    emulator: bool
 
 
 ROWS: list[Row] = []
 
 
-def row(input: str, error: type[KinesioError] | None, match: str = "") -> Callable[..., Any]:
+def row(
+    input: str, error: type[KinesioError] | None, match: str = "", *, emulator: bool = False
+) -> Callable[..., Any]:
+    """Register a scenario as a row; ``emulator`` rows use moto's server."""
+
     def register(scenario: Scenario) -> Scenario:
-        ROWS.append(Row(input, error, match, scenario))
+        ROWS.append(Row(input, error, match, scenario, emulator))
         return scenario
 
     return register
@@ -219,7 +224,7 @@ async def _deliver_one(aws: AWSConfig, stream: str, data: bytes) -> None:
         await producer.put_and_wait(data, "k")
 
 
-@row("stream-does-not-exist", ResourceNotFoundError, "DescribeStreamSummary")
+@row("stream-does-not-exist", ResourceNotFoundError, "DescribeStreamSummary", emulator=True)
 async def _stream_missing(ctx: Ctx) -> None:
     aws = ctx.moto.aws_config()
     async with moto_stream(ctx.moto) as stream:
@@ -239,7 +244,7 @@ def _no_credentials_env(patch: pytest.MonkeyPatch) -> None:
     patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
-@row("no-credentials", CredentialsError, "no AWS credentials found")
+@row("no-credentials", CredentialsError, "no AWS credentials found", emulator=True)
 async def _no_credentials(ctx: Ctx) -> None:
     async with moto_stream(ctx.moto) as stream:
         with ctx.monkeypatch.context() as patch:
@@ -258,7 +263,7 @@ def _unused_port() -> int:
     return port
 
 
-@row("endpoint-unreachable", EndpointConnectionError, "could not reach the endpoint")
+@row("endpoint-unreachable", EndpointConnectionError, "could not reach the endpoint", emulator=True)
 async def _unreachable(ctx: Ctx) -> None:
     nowhere = AWSConfig(endpoint_url=f"http://127.0.0.1:{_unused_port()}", region_name="us-east-1")
     with ctx.raises():
@@ -268,7 +273,12 @@ async def _unreachable(ctx: Ctx) -> None:
             pass
 
 
-@row("access-denied-on-put-records", AccessDeniedError, "PutRecords: AccessDeniedException")
+@row(
+    "access-denied-on-put-records",
+    AccessDeniedError,
+    "PutRecords: AccessDeniedException",
+    emulator=True,
+)
 async def _access_denied_put(ctx: Ctx) -> None:
     faults = BotocoreFaults()
     async with moto_stream(ctx.moto) as stream:
@@ -302,7 +312,12 @@ def _consumer(stream: str, app: str, aws: AWSConfig, **settings: Any) -> AsyncCo
     )
 
 
-@row("lease-table-missing-creation-disabled", ResourceNotFoundError, "does not exist")
+@row(
+    "lease-table-missing-creation-disabled",
+    ResourceNotFoundError,
+    "does not exist",
+    emulator=True,
+)
 async def _table_missing(ctx: Ctx) -> None:
     app = name()
     async with moto_stream(ctx.moto) as stream, raw_dynamodb(ctx.moto) as dynamodb:
@@ -311,7 +326,7 @@ async def _table_missing(ctx: Ctx) -> None:
         assert not await table_exists(dynamodb, app)  # nothing created behind the user's back
 
 
-@row("lease-table-wrong-key-schema", ConfigurationError, "is not a lease table")
+@row("lease-table-wrong-key-schema", ConfigurationError, "is not a lease table", emulator=True)
 async def _table_wrong_schema(ctx: Ctx) -> None:
     app = name()
     item = {"id": {"S": "unrelated"}, "value": {"N": "7"}}
@@ -331,7 +346,12 @@ async def _table_wrong_schema(ctx: Ctx) -> None:
             await dynamodb.delete_table(TableName=app)
 
 
-@row("access-denied-on-lease-table", AccessDeniedError, "DescribeTable: AccessDeniedException")
+@row(
+    "access-denied-on-lease-table",
+    AccessDeniedError,
+    "DescribeTable: AccessDeniedException",
+    emulator=True,
+)
 async def _access_denied_table(ctx: Ctx) -> None:
     app = name()
     faults = BotocoreFaults(Fault("*", "AccessDeniedException"), service="dynamodb")
@@ -371,12 +391,17 @@ async def _malformed_item(ctx: Ctx, bad: dict[str, Any], attribute: str) -> None
 _BAD_KEY = {"leaseKey": {"S": "shardId-000000000009"}}
 
 
-@row("lease-item-missing-attribute", MalformedLeaseError, "'leaseCounter' is missing")
+@row(
+    "lease-item-missing-attribute",
+    MalformedLeaseError,
+    "'leaseCounter' is missing",
+    emulator=True,
+)
 async def _lease_missing_attribute(ctx: Ctx) -> None:
     await _malformed_item(ctx, {**_BAD_KEY, "checkpoint": {"S": TRIM_HORIZON}}, "leaseCounter")
 
 
-@row("lease-item-mistyped-attribute", MalformedLeaseError, "has type S, expected N")
+@row("lease-item-mistyped-attribute", MalformedLeaseError, "has type S, expected N", emulator=True)
 async def _lease_mistyped_attribute(ctx: Ctx) -> None:
     bad = {**_BAD_KEY, "leaseCounter": {"S": "3"}, "checkpoint": {"S": TRIM_HORIZON}}
     await _malformed_item(ctx, bad, "leaseCounter")
@@ -573,12 +598,32 @@ async def fetch(kinesis: InMemoryKinesis, shard: Shard, count: int) -> list[Reco
 async def _expired_iterator(ctx: Ctx) -> None:
     kinesis = InMemoryKinesis()
     await kinesis.create_stream(STREAM, 1)
-    await kinesis.put_records(STREAM, [PutRecordsEntry(b"%d" % i, "k") for i in range(5)])
-    kinesis.inject(Fault("GetRecords", "ExpiredIteratorException", count=2))
     (shard,) = await kinesis.list_shards(STREAM)
-    got = await fetch(kinesis, shard, 5)  # a new iterator from where reading stood
-    assert [r.data for r in got] == [b"%d" % i for i in range(5)]
-    assert kinesis.calls["GetShardIterator"] == 3
+    fetcher = PollingFetcher(
+        kinesis,
+        STREAM,
+        shard,
+        ExtendedSequenceNumber(TRIM_HORIZON),
+        polling=Polling(idle_time=0.01, catch_up_interval=0.0),
+    )
+    got: list[Record] = []
+
+    async def read_until(count: int) -> None:
+        async with asyncio.timeout(TIMEOUT):
+            while len(got) < count:
+                got.extend((await fetcher.next_batch()).records)
+
+    try:
+        await kinesis.put_records(STREAM, [PutRecordsEntry(b"%d" % i, "k") for i in range(5)])
+        await read_until(5)
+        iterators = kinesis.calls["GetShardIterator"]
+        kinesis.inject(Fault("GetRecords", "ExpiredIteratorException", count=2))
+        await kinesis.put_records(STREAM, [PutRecordsEntry(b"%d" % i, "k") for i in range(5, 10)])
+        await read_until(10)  # a new iterator from where reading stood: no gap, no repeat
+    finally:
+        await fetcher.aclose()
+    assert [r.data for r in got] == [b"%d" % i for i in range(10)]
+    assert kinesis.calls["GetShardIterator"] == iterators + 2
 
 
 @row("shard-deleted-under-its-lease", None)
@@ -631,7 +676,13 @@ def test_the_table_has_a_row_per_kind_of_bad_input() -> None:
     assert len(ids) == len(set(ids)) >= 25
 
 
-@pytest.mark.parametrize("bad", ROWS, ids=[r.input for r in ROWS])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param(r, id=r.input, marks=[pytest.mark.integration] if r.emulator else [])
+        for r in ROWS
+    ],
+)
 async def test_bad_input(bad: Row, request: pytest.FixtureRequest) -> None:
     raised: list[BaseException] = []
 
