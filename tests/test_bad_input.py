@@ -473,6 +473,44 @@ async def _checkpoint_sentinel(ctx: Ctx) -> None:
     await _bad_checkpoint(ctx, lambda cp: cp.checkpoint(ExtendedSequenceNumber(SHARD_END)))
 
 
+@row(
+    "access-denied-on-lease-table-checkpoint",
+    AccessDeniedError,
+    "UpdateItem: AccessDeniedException",
+    emulator=True,
+)
+async def _access_denied_checkpoint(ctx: Ctx) -> None:
+    faults = BotocoreFaults(service="dynamodb")
+    shard_id = "shardId-000000000001"
+    store = DynamoDBLeaseStore(name(), aws=faults.aws_config(ctx.moto))
+    try:
+        await store.create_table_if_missing()
+        created = await store.create_lease(Lease(lease_key=shard_id))
+        assert created is not None
+        taken = await store.take(created, "worker")
+        assert taken is not None
+        handle = LeaseHandle(taken, store, "worker", time.monotonic)
+        cp = Checkpointer(handle, shard_id)
+        first, second = (ExtendedSequenceNumber(v2_sequence_number(1, n)) for n in (10, 20))
+        cp._delivered_up_to(second)
+        await cp.checkpoint(first)
+        faults.inject(Fault("UpdateItem", "AccessDeniedException", count=1))
+        with ctx.raises():
+            await cp.checkpoint(second)
+        stored = await store.get_lease(shard_id)
+        assert stored is not None
+        assert stored.checkpoint == first  # nothing written
+        assert handle.active  # an AWS error is not a lost lease: retrying is safe
+        await cp.checkpoint(second)
+        stored = await store.get_lease(shard_id)
+        assert stored is not None
+        assert stored.checkpoint == second
+    finally:
+        await store.aclose()
+        async with raw_dynamodb(ctx.moto) as dynamodb:
+            await dynamodb.delete_table(TableName=store.table_name)
+
+
 # -- settings ----------------------------------------------------------------------------------
 
 
