@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
 import socket
 import time
 import uuid
@@ -67,6 +66,7 @@ from kinesio.leases import DynamoDBLeaseStore, MemoryLeaseStore
 from kinesio.local import LocalEndpoint
 from kinesio.producer import AsyncProducer
 from kinesio.testing import BotocoreFaults, Fault, InMemoryKinesis
+from test_aggregation import body_of, field, varint, wrap
 
 STREAM = "orders"
 FAST = ProducerSettings(linger=0.01, retry_backoff=0.01, max_retry_backoff=0.05)
@@ -542,25 +542,8 @@ async def _consumer_settings(ctx: Ctx) -> None:
 # -- KPL aggregates ----------------------------------------------------------------------------
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, n = n & 0x7F, n >> 7
-        out.append(low | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _wrap(body: bytes, digest: bytes | None = None) -> bytes:
-    return aggregation.MAGIC + body + (digest or hashlib.md5(body).digest())
-
-
 _GOOD = aggregation.encode([ProducerRecord(b"g1", "a"), ProducerRecord(b"g2", "b")])
-_GOOD_BODY = _GOOD[len(aggregation.MAGIC) : -16]
+_GOOD_BODY = body_of(_GOOD)
 
 
 async def _bad_aggregate_between_good_ones(ctx: Ctx, bad: bytes) -> None:
@@ -591,22 +574,22 @@ def _aggregate_row(input: str, match: str, bad: bytes) -> None:
     row(input, AggregationError, match)(scenario)
 
 
-_aggregate_row("aggregate-bad-md5", "MD5 mismatch", _wrap(_GOOD_BODY, b"\x00" * 16))
-_aggregate_row("aggregate-truncated-protobuf", "overruns", _wrap(_GOOD_BODY[:-3]))
+_aggregate_row("aggregate-bad-md5", "MD5 mismatch", aggregation.MAGIC + _GOOD_BODY + b"\x00" * 16)
+_aggregate_row("aggregate-truncated-protobuf", "overruns", wrap(_GOOD_BODY[:-3]))
 _aggregate_row(
     "aggregate-key-index-out-of-range",
     "index",
-    _wrap(_field(1, b"k") + _field(3, _varint(1 << 3) + _varint(7) + _field(3, b"d"))),
+    wrap(field(1, 2, b"k") + field(3, 2, varint(1 << 3) + varint(7) + field(3, 2, b"d"))),
 )
 _aggregate_row(
     "aggregate-absurd-varint-length",
     "overruns",
-    _wrap(_field(1, b"k") + _varint(3 << 3 | 2) + _varint(2**63) + b"x"),
+    wrap(field(1, 2, b"k") + varint(3 << 3 | 2) + varint(2**63) + b"x"),
 )
 _aggregate_row(
     "aggregate-varint-over-10-bytes",
     "varint longer than 10 bytes",
-    _wrap(_field(1, b"k") + _varint(3 << 3 | 2) + b"\xff" * 11 + b"\x01"),
+    wrap(field(1, 2, b"k") + varint(3 << 3 | 2) + b"\xff" * 11 + b"\x01"),
 )
 
 
