@@ -59,7 +59,7 @@ from kinesio._models import (
     Shard,
 )
 from kinesio.consumer import AsyncConsumer
-from kinesio.consumer._checkpointer import Checkpointer
+from kinesio.consumer._checkpointer import Checkpointer, check_issued_by, issuing_shard_index
 from kinesio.consumer._coordinator import LeaseHandle
 from kinesio.consumer._fetcher import PollingFetcher
 from kinesio.leases import DynamoDBLeaseStore, MemoryLeaseStore
@@ -719,3 +719,32 @@ async def test_bad_input(bad: Row, request: pytest.FixtureRequest) -> None:
     await bad.scenario(Ctx(request, raises))
     if bad.error is not None:
         assert raised, f"the scenario of {bad.input} never tried the bad input"
+
+
+@pytest.mark.integration
+async def test_kinesis_mock_sequence_numbers_name_the_shard_that_issued_them(
+    kinesis_mock_endpoint: LocalEndpoint,
+) -> None:
+    """The version 2 layout the checkpoint check reads (and ``v2_sequence_number`` writes) is
+    the one kinesis-mock, which follows the service's format, hands out."""
+    kinesis = await AioKinesis.create(kinesis_mock_endpoint.aws_config())
+    stream = name()
+    try:
+        await kinesis.create_stream(stream, 4)
+        await kinesis.wait_for_active(stream)
+        entries = [PutRecordsEntry(b"x", f"key-{i}") for i in range(40)]
+        results = await kinesis.put_records(stream, entries)
+        await kinesis.delete_stream(stream)
+    finally:
+        await kinesis.aclose()
+    assert {r.shard_id for r in results} == {f"shardId-{i:012d}" for i in range(4)}
+    for result in results:
+        assert result.sequence_number is not None
+        assert result.shard_id is not None
+        index = issuing_shard_index(result.sequence_number)
+        assert index is not None
+        assert f"shardId-{index:012d}" == result.shard_id
+        check_issued_by(result.sequence_number, result.shard_id)
+        other = f"shardId-{(index + 1) % 4:012d}"
+        with pytest.raises(ValidationError, match=f"not by {other}"):
+            check_issued_by(result.sequence_number, other)
