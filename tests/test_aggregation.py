@@ -5,7 +5,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import importlib.util
+import sys
 from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -24,6 +28,31 @@ UNICODE_KEY = "ключ-🔑"
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _load_fuzzer() -> ModuleType:
+    """benchmarks/fuzz_aggregation.py: its long run is recorded in benchmarks/RESULTS.md, and
+    its checks and a short run are part of the suite."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "fuzz_aggregation.py"
+    spec = importlib.util.spec_from_file_location("fuzz_aggregation", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+fuzzer = _load_fuzzer()
+
+
+def check_deaggregation(data: bytes) -> None:
+    """The consumer's path never raises: rejected bytes come out once, unchanged (the KCL's
+    pass-through), decodable ones as their in-range user records (see the fuzzer's check)."""
+    for shard in fuzzer._SHARDS:
+        tally = fuzzer.Tally()
+        fuzzer.check(data, tally, shard)
+        assert tally.broken == 0, tally.failures
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -561,6 +590,18 @@ def test_fuzz_arbitrary_bytes(data: bytes) -> None:
     for candidate in (data, MAGIC + data, wrap(data)):
         with contextlib.suppress(AggregationError):
             decode(candidate)
+        check_deaggregation(candidate)
+
+
+def test_fuzz_short_run_of_the_structured_mutator() -> None:
+    # the long run (10**6 inputs) is benchmarks/fuzz_aggregation.py, recorded in RESULTS.md
+    tallies = fuzzer.run(3000, seed=7)
+    assert sum(t.broken for t in tallies.values()) == 0, [
+        f for t in tallies.values() for f in t.failures
+    ]
+    assert all(t.inputs for t in tallies.values())
+    assert tallies["valid aggregate"].decoded == tallies["valid aggregate"].inputs
+    assert tallies["bad MD5, valid body"].rejected == tallies["bad MD5, valid body"].inputs
 
 
 def check_against_protobuf(data: bytes) -> None:
@@ -612,6 +653,7 @@ def test_fuzz_mutated_aggregates(
             del body[i:]
     mutated = bytes(body)
     check_against_protobuf(wrap(mutated))
+    check_deaggregation(wrap(mutated))
     # Without fixing the digest, any change is an MD5 mismatch (or too short).
     if mutated != body_of(encode(recs)):
         with pytest.raises(AggregationError):
@@ -682,6 +724,7 @@ top_fields = st.one_of(
 def test_fuzz_protobuf_shaped_bodies(fields: list[bytes], data: st.DataObject) -> None:
     body = b"".join(fields)
     check_against_protobuf(wrap(body))
+    check_deaggregation(wrap(body))
     if body:  # and once more with a cut somewhere, the commonest kind of damage
         cut = data.draw(st.integers(0, len(body) - 1))
         check_against_protobuf(wrap(body[:cut]))

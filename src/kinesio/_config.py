@@ -187,6 +187,10 @@ class ProducerSettings:
 # -- consumer -------------------------------------------------------------------------------
 
 
+#: How far in the future an AT_TIMESTAMP position may lie (clock skew between hosts).
+AT_TIMESTAMP_FUTURE_TOLERANCE = dt.timedelta(minutes=5)
+
+
 @dataclass(frozen=True, slots=True)
 class InitialPosition:
     """Where a consumer starts on a shard that has no checkpoint yet.
@@ -206,18 +210,24 @@ class InitialPosition:
             raise ConfigurationError(f"unknown initial position {self.kind!r}")
         if (self.kind == "AT_TIMESTAMP") != (self.timestamp is not None):
             raise ConfigurationError("AT_TIMESTAMP needs a timestamp; the others take none")
-        if self.timestamp is not None and self.timestamp.tzinfo is None:
-            raise ConfigurationError("the AT_TIMESTAMP timestamp must be timezone-aware")
+        if self.timestamp is not None:
+            if self.timestamp.tzinfo is None:
+                raise ConfigurationError("the AT_TIMESTAMP timestamp must be timezone-aware")
+            # Checked when the position is made, however it is made: a reader started there
+            # would wait for records that do not exist yet, with no sign of why.
+            if self.timestamp > dt.datetime.now(dt.UTC) + AT_TIMESTAMP_FUTURE_TOLERANCE:
+                raise ConfigurationError(
+                    f"AT_TIMESTAMP {self.timestamp.isoformat()} is in the future; no record "
+                    "can match (use LATEST to read only new records)"
+                )
 
     @classmethod
     def at_timestamp(cls, timestamp: dt.datetime) -> InitialPosition:
-        """Start at the first record that arrived at or after ``timestamp`` (timezone-aware)."""
-        if timestamp.tzinfo is not None and timestamp > dt.datetime.now(dt.UTC) + dt.timedelta(
-            minutes=5
-        ):
-            raise ConfigurationError(
-                f"AT_TIMESTAMP {timestamp.isoformat()} is in the future; no record can match"
-            )
+        """Start at the first record that arrived at or after ``timestamp`` (timezone-aware).
+
+        Raises ``ConfigurationError`` for a naive timestamp, or one more than
+        ``AT_TIMESTAMP_FUTURE_TOLERANCE`` (5 minutes, for clock skew) in the future.
+        """
         return cls("AT_TIMESTAMP", timestamp)
 
 

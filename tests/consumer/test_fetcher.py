@@ -459,6 +459,26 @@ async def test_stream_deleted_surfaces(kinesis: InMemoryKinesis) -> None:
     await fetcher.aclose()
 
 
+@pytest.mark.parametrize("subscribe", [False, True], ids=["polling", "fan-out"])
+async def test_a_shard_removed_by_retention_ends_with_its_children(
+    kinesis: InMemoryKinesis, subscribe: bool
+) -> None:
+    """As the KCL does: a leased shard that no longer exists is ended, not an error."""
+    await put(kinesis, "old", 3)
+    await kinesis.split_shard(STREAM, SHARD0, HALF)
+    kinesis.trim(STREAM, older_than=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1))
+    assert SHARD0 not in {s.shard_id for s in await kinesis.list_shards(STREAM)}
+    fetcher: ShardFetcher = await (fan_out(kinesis) if subscribe else polling(kinesis))
+    records, end = await collect(fetcher)
+    await fetcher.aclose()
+    assert records == []
+    assert end is not None
+    assert [c.shard_id for c in end.child_shards] == [
+        "shardId-000000000001",
+        "shardId-000000000002",
+    ]
+
+
 # -- polling: shard end -----------------------------------------------------------------------
 
 

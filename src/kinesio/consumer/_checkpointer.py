@@ -2,9 +2,42 @@
 
 from __future__ import annotations
 
+import re
+
 from kinesio._errors import LeaseLost, ValidationError
 from kinesio._models import ExtendedSequenceNumber, Record
 from kinesio.consumer._coordinator import LeaseHandle
+
+# Version 2 sequence numbers (the service's current format, 186 bits): the version in bits
+# 184-187 and the index of the issuing shard in bits 4-35. The KCL's SequenceNumberValidator
+# reads the same two fields; numbers in any other shape (emulators', older formats) carry no
+# shard and are not checked.
+_V2_BITS = 186
+_SHARD_INDEX = re.compile(r"shardId-(\d{1,12})")
+
+
+def issuing_shard_index(sequence_number: str) -> int | None:
+    """The index of the shard that issued ``sequence_number`` (``shardId-000000000006`` -> 6),
+    or None when the number is not in the service's version 2 format. Never raises."""
+    if not (sequence_number.isascii() and sequence_number.isdigit()):
+        return None
+    value = int(sequence_number)
+    if value.bit_length() != _V2_BITS or (value >> 184) & 0xF != 2:
+        return None
+    return (value >> 4) & 0xFFFF_FFFF
+
+
+def check_issued_by(sequence_number: str, shard_id: str) -> None:
+    """Raise ``ValidationError`` if ``sequence_number`` encodes a shard other than ``shard_id``
+    (the KCL refuses such a checkpoint the same way). Unknown formats pass."""
+    issuer = issuing_shard_index(sequence_number)
+    match = _SHARD_INDEX.fullmatch(shard_id)
+    if issuer is None or match is None or issuer == int(match.group(1)):
+        return
+    raise ValidationError(
+        f"sequence number {sequence_number} was issued by shardId-{issuer:012d}, not by "
+        f"{shard_id}: checkpoint only positions of the shard this checkpointer belongs to"
+    )
 
 
 class Checkpointer:
@@ -49,8 +82,10 @@ class Checkpointer:
         """Write the staged position (or ``record``'s) as this shard's checkpoint.
 
         Raises :class:`LeaseLost` if the lease is no longer held (nothing written), and
-        :class:`kinesio.ValidationError` for a position that this shard has not delivered or
-        that lies before the current checkpoint. AWS errors propagate; retrying is safe.
+        :class:`kinesio.ValidationError` (nothing written, the stored checkpoint unchanged) for
+        a record of another shard, a sequence number that encodes another shard, a position
+        that this shard has not delivered, or one that lies before the current checkpoint.
+        AWS errors propagate; retrying is safe.
         """
         if record is None:
             position = self._staged
@@ -69,6 +104,7 @@ class Checkpointer:
                 f"{position.sequence_number} is not a position to checkpoint; "
                 "checkpoint a record or a sequence number"
             )
+        check_issued_by(position.sequence_number, self.shard_id)
         if self._delivered is None or position > self._delivered:
             raise ValidationError(
                 f"{position.sequence_number}/{position.sub_sequence_number} was not delivered "

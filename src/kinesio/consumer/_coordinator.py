@@ -334,16 +334,22 @@ class LeaseCoordinator:
     # -- shards ----------------------------------------------------------------------------
 
     async def shard(self, shard_id: str, lease: Lease) -> Shard:
-        """The shard behind a lease (hash range from the lease, or from ListShards)."""
+        """The shard behind a lease (from ListShards, else the hash range stored in the lease).
+
+        A shard ListShards no longer lists (retention removed it after it closed) gets the
+        lease's hash range, or the whole key space when the lease has none: its fetcher then
+        finds it gone and ends it (see ``kinesio.consumer._fetcher``), so its lease is
+        finished instead of blocking its children.
+        """
         known = self.shards.get(shard_id)
         if known is None:
             self.shards = {s.shard_id: s for s in await self.kinesis.list_shards(self.stream_name)}
             known = self.shards.get(shard_id)
         if known is not None:
             return known
-        if lease.starting_hash_key is None or lease.ending_hash_key is None:
-            raise KinesioError(f"shard {shard_id} is not in the stream any more")
-        return Shard(shard_id, lease.starting_hash_key, lease.ending_hash_key)
+        start = lease.starting_hash_key if lease.starting_hash_key is not None else 0
+        end = lease.ending_hash_key if lease.ending_hash_key is not None else 2**128 - 1
+        return Shard(shard_id, start, end)
 
     async def wait_until_ready(self, handle: LeaseHandle, poll: float = 1.0) -> bool:
         """Wait until every parent lease still present has checkpoint SHARD_END.

@@ -15,7 +15,8 @@ Shard end is the service's signal (GetRecords' ``NextShardIterator`` null, a fan
 without continuation, both with ``ChildShards``). Emulators that never give that signal (moto;
 kinesis-mock on fan-out) are covered by a fallback: once ListShards says the shard is closed,
 an empty read that is caught up (``MillisBehindLatest`` 0) ends it, and the children come from
-ListShards.
+ListShards. A shard that no longer exists at all (retention removed it, closed, under its
+lease) is ended the same way, as the KCL does; a stream that is gone stops the fetcher.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from kinesio._models import (
 )
 from kinesio.consumer._deaggregate import deaggregate
 from kinesio.consumer._shards import children_from_list_shards
+from kinesio.consumer._shared import SharedShardList
 
 __all__ = [
     "FanOutFetcher",
@@ -429,6 +431,28 @@ class _Fetcher:
                 continue
             return [_child_shard(s) for s in children_from_list_shards(self.shard_id, shards)]
 
+    async def _end_if_gone(self, exc: ResourceNotFoundError) -> None:
+        """The shard was not found: end it if it is really gone from a stream that still
+        exists (retention removed a closed shard under its lease), else re-raise ``exc``.
+
+        Like the KCL, a shard that no longer exists is treated as ended: its children (from
+        ListShards) get their leases and the lease is checkpointed ``SHARD_END``, so nothing
+        waits for it forever. A missing stream (ListShards fails too) stops the fetcher with
+        ``exc``.
+        """
+        if isinstance(self._kinesis, SharedShardList):
+            self._kinesis.invalidate()  # a cached listing may predate the removal
+        try:
+            shards = await self._kinesis.list_shards(self._stream_name)
+        except KinesioError:
+            raise exc from None
+        if any(shard.shard_id == self.shard_id for shard in shards):
+            raise exc
+        logger.info("shard %s no longer exists (past retention); ending it", self.shard_id)
+        children = [_child_shard(s) for s in children_from_list_shards(self.shard_id, shards)]
+        self._queue.put(FetchedBatch([], None, True, children))
+        self._end = FetchedBatch([], None, True, children)
+
     async def _check_closed(self) -> None:
         """Ask ListShards, at most every few seconds, whether the shard was closed."""
         now = self._clock()
@@ -507,6 +531,9 @@ class PollingFetcher(_Fetcher):
                     iterator = await self._kinesis.get_shard_iterator(
                         self._stream_name, self.shard_id, self._resume_position()
                     )
+                except ResourceNotFoundError as exc:
+                    await self._end_if_gone(exc)
+                    return
                 except KinesioError as exc:
                     if not exc.retriable:
                         raise
@@ -524,6 +551,9 @@ class PollingFetcher(_Fetcher):
                 if expired_in_a_row > 1:
                     await self._back_off(backoff, exc)
                 continue
+            except ResourceNotFoundError as exc:
+                await self._end_if_gone(exc)
+                return
             except KinesioError as exc:
                 if not exc.retriable:
                     raise
@@ -630,6 +660,9 @@ class FanOutFetcher(_Fetcher):
                                 return
                             await self._check_closed()
                         await self._queue.wait_for_room()
+            except ResourceNotFoundError as exc:
+                await self._end_if_gone(exc)
+                return
             except KinesioError as exc:
                 if not exc.retriable:
                     raise
