@@ -13,25 +13,30 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
-def test_playground_loses_nothing_through_a_kill_and_a_split() -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kinesio.cli",
-            "playground",
-            "--duration",
-            "8",
-            "--rate",
-            "250",
-            "--shards",
-            "3",
-            "--workers",
-            "3",
-            "--no-live",
-        ],
+def playground(
+    *args: str, timeout: float, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``kinesio playground ARGS`` in a child process; its CompletedProcess (text)."""
+    return subprocess.run(
+        [sys.executable, "-m", "kinesio.cli", "playground", *args],
         capture_output=True,
         text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def test_playground_loses_nothing_through_a_kill_and_a_split() -> None:
+    proc = playground(
+        "--duration",
+        "8",
+        "--rate",
+        "250",
+        "--shards",
+        "3",
+        "--workers",
+        "3",
+        "--no-live",
         timeout=180,
     )
     out = proc.stdout + proc.stderr
@@ -47,12 +52,7 @@ def test_playground_loses_nothing_through_a_kill_and_a_split() -> None:
 
 
 def test_playground_help_teaches() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "kinesio.cli", "playground", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = playground("--help", timeout=60)
     assert proc.returncode == 0
     for option in ("--shards", "--workers", "--rate", "--duration", "--no-chaos"):
         assert option in proc.stdout
@@ -63,28 +63,20 @@ def test_playground_on_kinesis_mock_loses_nothing_through_a_split() -> None:
     """Kinesis on kinesis-mock (closed shards end with ChildShards), leases on moto."""
     from _emulators import NODE_MODULES
 
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kinesio.cli",
-            "playground",
-            "--backend",
-            "kinesis-mock",
-            "--kinesis-mock-path",
-            str(NODE_MODULES),
-            "--duration",
-            "6",
-            "--rate",
-            "250",
-            "--shards",
-            "2",
-            "--workers",
-            "2",
-            "--no-live",
-        ],
-        capture_output=True,
-        text=True,
+    proc = playground(
+        "--backend",
+        "kinesis-mock",
+        "--kinesis-mock-path",
+        str(NODE_MODULES),
+        "--duration",
+        "6",
+        "--rate",
+        "250",
+        "--shards",
+        "2",
+        "--workers",
+        "2",
+        "--no-live",
         timeout=110,
     )
     out = proc.stdout + proc.stderr
@@ -120,21 +112,8 @@ def test_playground_on_kinesis_mock_says_what_to_install(missing: str, tmp_path:
     env = dict(os.environ)
     if missing == "node":
         env["PATH"] = str(tmp_path)  # no node there; python is run by its full path
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kinesio.cli",
-            "playground",
-            "--backend",
-            "kinesis-mock",
-            "--kinesis-mock-path",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
+    proc = playground(
+        "--backend", "kinesis-mock", "--kinesis-mock-path", str(tmp_path), timeout=60, env=env
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr

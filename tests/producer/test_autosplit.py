@@ -8,7 +8,7 @@ import dataclasses
 import logging
 import random
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -351,20 +351,13 @@ async def test_auto_split_needs_a_client_with_the_control_plane() -> None:
 
 
 @pytest.fixture
-def moto_stream(moto_endpoint: LocalEndpoint) -> Iterator[str]:
-    name = f"autosplit-{random.randrange(10**9)}"
-    client: Any = boto3.client("kinesis", endpoint_url=moto_endpoint.endpoint_url)
-    client.create_stream(StreamName=name, ShardCount=2)
-    client.get_waiter("stream_exists").wait(
-        StreamName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 50}
-    )
-    yield name
-    client.delete_stream(StreamName=name)
+def hot_stream(moto_stream: Callable[[str, int], str]) -> str:
+    return moto_stream("autosplit", 2)
 
 
 @pytest.mark.integration
 async def test_split_goes_through_aiobotocore_and_refreshes_the_shard_map(
-    moto_endpoint: LocalEndpoint, moto_stream: str
+    moto_endpoint: LocalEndpoint, hot_stream: str
 ) -> None:
     # moto never throttles: half the entries of every PutRecords come back throttled
     faults = BotocoreFaults(Fault("PutRecords", PTE, per_record=True, probability=0.5), seed=7)
@@ -380,7 +373,7 @@ async def test_split_goes_through_aiobotocore_and_refreshes_the_shard_map(
     )
     seen: list[ev.DiagnosticEvent] = []
     async with AsyncProducer(
-        moto_stream, aws=faults.aws_config(moto_endpoint), settings=settings, on_event=seen.append
+        hot_stream, aws=faults.aws_config(moto_endpoint), settings=settings, on_event=seen.append
     ) as producer:
         futures = await put_hot(producer, 300)
         async with asyncio.timeout(60):
@@ -399,7 +392,7 @@ async def test_split_goes_through_aiobotocore_and_refreshes_the_shard_map(
     assert 0 < key < QUARTER  # inside the hot sub-range of shard 0, not its midpoint
 
     client: Any = boto3.client("kinesis", endpoint_url=moto_endpoint.endpoint_url)
-    shards = client.list_shards(StreamName=moto_stream)["Shards"]
+    shards = client.list_shards(StreamName=hot_stream)["Shards"]
     children = [s for s in shards if s.get("ParentShardId") == SHARD0.shard_id]
     assert sorted(int(s["HashKeyRange"]["StartingHashKey"]) for s in children) == [0, key]
     assert set(done[0].children) == {s["ShardId"] for s in children}
