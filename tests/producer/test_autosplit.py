@@ -217,17 +217,38 @@ SHARD0 = even_shards(2)[0]
 QUARTER = (SHARD0.ending_hash_key - SHARD0.starting_hash_key + 1) // 4
 
 
-async def put_hot(
-    producer: AsyncProducer, n: int, *, seed: int = 1, tag: str = ""
-) -> list[asyncio.Future[PutResult]]:
-    """``n`` records whose hash keys all lie in the first quarter of shard 0."""
-    rng = random.Random(seed)
-    return [
-        await producer.put(
-            f"{tag}{i}".encode(), partition_key=f"k{i}", explicit_hash_key=rng.randrange(QUARTER)
-        )
-        for i in range(n)
-    ]
+class HotWriter:
+    """Puts records whose hash keys all lie in the first quarter of shard 0; keeps their
+    futures and payloads."""
+
+    def __init__(self, producer: AsyncProducer) -> None:
+        self.producer = producer
+        self.futures: list[asyncio.Future[PutResult]] = []
+        self.sent: Counter[bytes] = Counter()
+        self._rng = random.Random(1)
+
+    async def put(self, n: int) -> list[asyncio.Future[PutResult]]:
+        new = []
+        for _ in range(n):
+            i = len(self.futures)
+            data = f"{i}".encode()
+            key = self._rng.randrange(QUARTER)
+            new.append(await self.producer.put(data, f"k{i}", explicit_hash_key=key))
+            self.futures.append(new[-1])
+            self.sent[data] += 1
+        return new
+
+    async def until(self, condition: Callable[[], bool], timeout: float = 25.0) -> None:
+        """Keep shard 0's quarter written (about what two shards take; records expire after
+        30 s, hence the timeout) until ``condition()`` holds."""
+        async with asyncio.timeout(timeout):
+            while not condition():
+                await self.put(100)
+                await asyncio.sleep(0.05)
+
+
+def kinds(seen: list[ev.DiagnosticEvent]) -> set[type[ev.DiagnosticEvent]]:
+    return {type(e) for e in seen}
 
 
 def stored(kinesis: InMemoryKinesis, stream: str) -> Counter[bytes]:
@@ -243,11 +264,14 @@ async def test_hot_shard_is_split_at_the_median_of_the_keys_seen() -> None:
     async with AsyncProducer(
         "hot", kinesis=kinesis, settings=OVERDRIVE, on_event=seen.append
     ) as producer:
-        futures = await put_hot(producer, 4000)
+        hot = HotWriter(producer)
+        await hot.put(1000)
+        await hot.until(lambda: ev.AutoSplitDone in kinds(seen))
+        after = await hot.put(500)
         await producer.flush()
         shard_map = producer.shard_map
-    results = [f.result() for f in futures]  # every record delivered
-    assert stored(kinesis, "hot") == Counter(f"{i}".encode() for i in range(4000))
+    assert all(f.result() for f in hot.futures)  # every record delivered
+    assert stored(kinesis, "hot") == hot.sent
 
     started = [e for e in seen if isinstance(e, ev.AutoSplitStarted)]
     done = [e for e in seen if isinstance(e, ev.AutoSplitDone)]
@@ -275,7 +299,7 @@ async def test_hot_shard_is_split_at_the_median_of_the_keys_seen() -> None:
     # after the split the producer wrote to both children
     stats = kinesis.stats("hot")
     assert all(stats[c].records_in > 0 for c in children)
-    assert {r.shard_id for r in results} >= set(children)
+    assert {f.result().shard_id for f in after} == set(children)
     assert kinesis.calls["SplitShard"] == 1
 
 
@@ -293,10 +317,12 @@ async def test_a_failed_split_is_an_event_and_a_warning_and_loses_nothing(
     async with AsyncProducer(
         "hot", kinesis=kinesis, settings=OVERDRIVE, on_event=seen.append
     ) as producer:
-        futures = await put_hot(producer, 2500)
+        hot = HotWriter(producer)
+        await hot.until(lambda: ev.AutoSplitFailed in kinds(seen))
+        await hot.put(500)
         await producer.flush()
-    assert all(f.result() for f in futures)
-    assert stored(kinesis, "hot") == Counter(f"{i}".encode() for i in range(2500))
+    assert all(f.result() for f in hot.futures)
+    assert stored(kinesis, "hot") == hot.sent
     failed = [e for e in seen if isinstance(e, ev.AutoSplitFailed)]
     assert len(failed) == 1  # then the cool-down: no second try
     assert failed[0].shard_id == SHARD0.shard_id
@@ -321,12 +347,23 @@ async def test_windows_during_a_split_and_the_cool_down_are_skipped() -> None:
     async with AsyncProducer(
         "hot", kinesis=kinesis, settings=settings, on_event=seen.append
     ) as producer:
-        futures = await put_hot(producer, 6000)
+        hot = HotWriter(producer)
+        await hot.put(5000)  # a backlog: the children are overdriven while the split runs
+
+        def reasons() -> set[str]:
+            return {e.reason for e in seen if isinstance(e, ev.AutoSplitSkipped)}
+
+        await hot.until(lambda: reasons() >= {"in-flight", "cool-down"}, timeout=25)
         await producer.flush()
-    assert all(f.result() for f in futures)
-    reasons = {e.reason for e in seen if isinstance(e, ev.AutoSplitSkipped)}
-    assert "in-flight" in reasons
-    assert "cool-down" in reasons
+    assert all(f.result() for f in hot.futures)
+    assert stored(kinesis, "hot") == hot.sent
+    assert ev.AutoSplitDone in kinds(seen)
+    # skipped while the split was in flight, then in its cool-down
+    assert next(e.reason for e in seen if isinstance(e, ev.AutoSplitSkipped)) == "in-flight"
+    done_at = next(i for i, e in enumerate(seen) if isinstance(e, ev.AutoSplitDone))
+    assert any(
+        isinstance(e, ev.AutoSplitSkipped) and e.reason == "cool-down" for e in seen[done_at:]
+    )
     assert sum(isinstance(e, ev.AutoSplitStarted) for e in seen) == 1
 
 
@@ -375,16 +412,13 @@ async def test_split_goes_through_aiobotocore_and_refreshes_the_shard_map(
     async with AsyncProducer(
         hot_stream, aws=faults.aws_config(moto_endpoint), settings=settings, on_event=seen.append
     ) as producer:
-        futures = await put_hot(producer, 300)
-        async with asyncio.timeout(60):
-            while not any(isinstance(e, ev.AutoSplitDone | ev.AutoSplitFailed) for e in seen):
-                futures += await put_hot(producer, 50, seed=len(futures), tag=f"{len(futures)}-")
-                await asyncio.sleep(0.1)
+        hot = HotWriter(producer)
+        await hot.until(lambda: bool(kinds(seen) & {ev.AutoSplitDone, ev.AutoSplitFailed}))
         faults.clear_faults()
-        after = await put_hot(producer, 200, seed=99, tag="after-")
+        after = await hot.put(200)
         await producer.flush()
         shard_map = producer.shard_map
-    assert all(f.result() for f in futures + after)
+    assert all(f.result() for f in hot.futures)
     done = [e for e in seen if isinstance(e, ev.AutoSplitDone)]
     assert len(done) == 1, seen
     assert faults.calls["SplitShard"] == 1
