@@ -208,6 +208,7 @@ def find_node_package(name: str, path: str | os.PathLike[str] | None = None) -> 
     else:
         candidates = [Path.cwd() / "node_modules" / name]
         candidates += [root / name for root in _npm_roots()]
+        candidates = list(dict.fromkeys(candidates))  # `npm root` is often ./node_modules
     for candidate in candidates:
         if (candidate / "package.json").is_file():
             return candidate.resolve()
