@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
 
+import boto3
 import pytest
 
 from kinesio.local import LocalEndpoint, moto_server
@@ -48,3 +51,25 @@ def kinesis_mock_endpoint() -> Iterator[LocalEndpoint]:
 
     with kinesis_mock() as url:
         yield LocalEndpoint(endpoint_url=url)
+
+
+@pytest.fixture
+def moto_stream(moto_endpoint: LocalEndpoint) -> Iterator[Callable[[str, int], str]]:
+    """``moto_stream(prefix, shards)``: a new ACTIVE stream on moto (a unique name starting with
+    ``prefix``); every stream made is deleted when the test ends."""
+    client: Any = boto3.client("kinesis", endpoint_url=moto_endpoint.endpoint_url)
+    made: list[str] = []
+
+    def make(prefix: str, shards: int) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        client.create_stream(StreamName=name, ShardCount=shards)
+        made.append(name)
+        client.get_waiter("stream_exists").wait(
+            StreamName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 50}
+        )
+        return name
+
+    yield make
+    for name in made:
+        client.delete_stream(StreamName=name)
+    client.close()

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
+from kinesio import local
 from kinesio.local import LocalEndpoint
 
 pytestmark = pytest.mark.integration
@@ -94,3 +97,47 @@ def test_concurrent_writes_to_one_shard_lose_nothing(client: Any) -> None:
     assert len(set(seqs)) == 200
     shard = client.list_shards(StreamName="local-test")["Shards"][0]["ShardId"]
     assert len(records(client, shard)) == 200
+
+
+# -- finding kinesis-mock ------------------------------------------------------------------
+
+
+def fake_package(root: Path, name: str = "kinesis-local") -> Path:
+    package = root / "node_modules" / name
+    package.mkdir(parents=True)
+    (package / "package.json").write_text("{}")
+    return package
+
+
+@pytest.mark.parametrize("given", ["package", "node_modules", "parent"])
+def test_a_package_is_found_in_the_path_given(tmp_path: Path, given: str) -> None:
+    package = fake_package(tmp_path)
+    path = {"package": package, "node_modules": package.parent, "parent": tmp_path}[given]
+    assert local.find_node_package("kinesis-local", path) == package.resolve()
+
+
+def test_a_package_is_found_in_the_local_node_modules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = fake_package(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path / "no-npm-here"))
+    assert local.find_node_package("kinesis-local") == package.resolve()
+
+
+def test_a_missing_package_names_where_it_looked_and_how_to_install(tmp_path: Path) -> None:
+    with pytest.raises(local.EmulatorError, match="kinesis-local not found") as info:
+        local.find_node_package("kinesis-local", tmp_path)
+    assert str(tmp_path) in str(info.value)
+    assert "npm install kinesis-local" in info.value.hint
+
+
+def test_a_package_without_main_js_is_refused(tmp_path: Path) -> None:
+    fake_package(tmp_path)
+    if shutil.which("node") is None:
+        pytest.fail("node is not on PATH: the integration tests need Node.js")
+    with (
+        pytest.raises(local.EmulatorError, match=r"main\.js"),
+        local.kinesis_mock(tmp_path),
+    ):
+        pass

@@ -3,6 +3,7 @@
 from kinesio import aggregation
 from kinesio._aws import AWSConfig
 from kinesio._config import (
+    AutoSplit,
     Block,
     ConsumerSettings,
     Drop,
@@ -76,6 +77,7 @@ __all__ = [
     "ShutdownRequestedInput",
     "AWSConfig",
     "AsyncProducer",
+    "AutoSplit",
     "Block",
     "Drop",
     "OverflowPolicy",

@@ -60,6 +60,61 @@ def _positive(name: str, value: float) -> None:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class AutoSplit:
+    """Hot-shard auto-split: the producer splits the shard it sees throttled most. Opt-in.
+
+    Every ``window`` seconds the producer closes a window of its own per-shard counts (Kinesis
+    records it had throttled, user records and Kinesis bytes it put) and of the hash keys it
+    wrote to each shard (a fixed histogram of ``histogram_buckets`` buckets over the shard's
+    range). When the stream-wide throttled count reached ``throttle_threshold`` in each of
+    the last ``consecutive_windows`` windows, it splits the shard with the most throttled
+    records over those windows at the median of the hash keys it wrote there (not the middle
+    of the range, which may hold no traffic at all), waits until the stream is ACTIVE again
+    (at most ``active_timeout`` seconds) and reloads its shard map. One split at a time; none
+    for ``cooldown`` seconds after a split ended, successfully or not. A failed split
+    (``LimitExceededException``, ``ResourceInUseException``, access denied, ...) is a
+    :class:`kinesio.events.AutoSplitFailed` event and a warning; the producer and its records
+    are unaffected. Each decision is a DiagnosticEvent (``kinesio.events``, ``# auto-split``).
+
+    Defaults: one-minute windows and three in a row, so a burst the per-shard limiter rides
+    out does not reshard a stream (resharding is slow, costs a shard-hour each and leaves a
+    parent to drain). 100 throttled records a minute is ~0.2 % of one shard's 60 000-record
+    minute: below it retries absorb the throttles at no real cost. The 10-minute cool-down
+    leaves time for the new shards to take the load and for Kinesis' own resharding quota
+    (UPDATING takes seconds to minutes; SplitShard is limited per stream) before looking again.
+
+    Note: the producer's per-shard rate limiter (``rate_limit`` 100 %) keeps a lone producer's
+    throttles rare; throttles come from other writers on the same shard or a ``rate_limit``
+    above 1. Needs ``kinesis:SplitShard``, ``kinesis:DescribeStreamSummary`` and
+    ``kinesis:ListShards``.
+    """
+
+    throttle_threshold: int = 100
+    consecutive_windows: int = 3
+    window: float = 60.0
+    cooldown: float = 600.0
+    active_timeout: float = 300.0
+    histogram_buckets: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("throttle_threshold", "consecutive_windows", "histogram_buckets"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigurationError(f"AutoSplit.{name} must be an int, got {value!r}")
+        for name in ("throttle_threshold", "consecutive_windows", "window", "active_timeout"):
+            _positive(f"AutoSplit.{name}", getattr(self, name))
+        if self.cooldown < 0:
+            raise ConfigurationError(
+                f"AutoSplit.cooldown must be >= 0 seconds, got {self.cooldown!r}"
+            )
+        if not 2 <= self.histogram_buckets <= 4096:
+            raise ConfigurationError(
+                f"AutoSplit.histogram_buckets must be between 2 and 4096, got "
+                f"{self.histogram_buckets!r}"
+            )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class ProducerSettings:
     """How the producer batches, limits, retries and buffers. All fields are optional.
 
@@ -98,6 +153,9 @@ class ProducerSettings:
         ``shard_map_refresh_interval`` seconds between ListShards refreshes (also refreshed at
         once when a record lands on an unexpected shard). ``metrics_interval`` seconds between
         ``on_metrics`` callbacks.
+    Hot-shard auto-split
+        ``auto_split=AutoSplit(...)`` lets the producer split a shard it keeps seeing throttled
+        (see :class:`AutoSplit`; off by default, needs ``kinesis:SplitShard``).
     """
 
     aggregate: bool = True
@@ -121,6 +179,7 @@ class ProducerSettings:
     max_record_size: int = DEFAULT_MAX_RECORD_SIZE
     shard_map_refresh_interval: float = 60.0
     metrics_interval: float = 60.0
+    auto_split: AutoSplit | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -181,6 +240,10 @@ class ProducerSettings:
         if not isinstance(self.overflow, Block | Drop | Raise):
             raise ConfigurationError(
                 f"overflow must be Block(), Drop() or Raise(), got {self.overflow!r}"
+            )
+        if self.auto_split is not None and not isinstance(self.auto_split, AutoSplit):
+            raise ConfigurationError(
+                f"auto_split must be AutoSplit(...) or None, got {self.auto_split!r}"
             )
 
 

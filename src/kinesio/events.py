@@ -118,6 +118,72 @@ class ShardMapRefreshed(DiagnosticEvent):
     open_shards: int
 
 
+# -- auto-split ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AutoSplitStarted(DiagnosticEvent):
+    """The producer asked Kinesis to split ``shard_id`` (``ProducerSettings.auto_split``).
+
+    ``new_starting_hash_key`` is the estimated median of the hash keys the producer wrote to
+    the shard (range ``starting_hash_key``..``ending_hash_key``, inclusive). The tuples hold one
+    value per window that led to the decision, oldest first: Kinesis records throttled on the
+    whole stream, and the shard's own throttled Kinesis records, user records put and Kinesis
+    bytes put.
+    """
+
+    shard_id: str
+    new_starting_hash_key: int
+    starting_hash_key: int
+    ending_hash_key: int
+    stream_throttled: tuple[int, ...]
+    shard_throttled: tuple[int, ...]
+    shard_records: tuple[int, ...]
+    shard_bytes: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AutoSplitDone(DiagnosticEvent):
+    """The split finished: the stream is ACTIVE again and the shard map holds ``children``.
+
+    ``duration`` is the seconds from SplitShard to the refreshed shard map; the cool-down
+    starts now.
+    """
+
+    shard_id: str
+    new_starting_hash_key: int
+    children: tuple[str, ...]
+    duration: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AutoSplitFailed(DiagnosticEvent):
+    """The split failed (``error``: e.g. LimitExceeded, ResourceInUse, access denied).
+
+    No record is affected; the cool-down starts now, then the producer may try again.
+    """
+
+    shard_id: str
+    new_starting_hash_key: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AutoSplitSkipped(DiagnosticEvent):
+    """Throttles were over the threshold long enough, but no split was started.
+
+    ``reason``: ``"in-flight"`` (a split is still running), ``"cool-down"`` (the last one
+    ended less than ``AutoSplit.cooldown`` ago), ``"not-open"`` (no throttled shard is open
+    in the producer's shard map any more), ``"too-narrow"`` (the hottest shard holds a single
+    hash key) or ``"no-keys"`` (no hash key was seen on it). ``shard_id`` is the hottest shard
+    when one was chosen; ``stream_throttled`` as in :class:`AutoSplitStarted`.
+    """
+
+    reason: str
+    shard_id: str | None
+    stream_throttled: tuple[int, ...]
+
+
 EventHook = Callable[[DiagnosticEvent], object]
 
 

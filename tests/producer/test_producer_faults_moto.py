@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -33,7 +33,6 @@ pytestmark = pytest.mark.integration
 # (ordered=True already sends at most one request per shard).
 FAST = ProducerSettings(linger=0.02, retry_backoff=0.02, max_retry_backoff=0.2, max_in_flight=1)
 PTE = "ProvisionedThroughputExceededException"
-_counter = iter(range(10**6))
 
 
 def stored_by_shard(endpoint: LocalEndpoint, stream: str) -> dict[str, list[ProducerRecord]]:
@@ -64,15 +63,8 @@ def stored_data(endpoint: LocalEndpoint, stream: str) -> Counter[bytes]:
 
 
 @pytest.fixture
-def stream(moto_endpoint: LocalEndpoint) -> Iterator[str]:
-    name = f"producer-faults-{next(_counter)}"
-    client: Any = boto3.client("kinesis", endpoint_url=moto_endpoint.endpoint_url)
-    client.create_stream(StreamName=name, ShardCount=3)
-    client.get_waiter("stream_exists").wait(
-        StreamName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 50}
-    )
-    yield name
-    client.delete_stream(StreamName=name)
+def stream(moto_stream: Callable[[str, int], str]) -> str:
+    return moto_stream("producer-faults", 3)
 
 
 async def put_all(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import boto3
@@ -20,7 +20,6 @@ pytestmark = pytest.mark.integration
 # shard can get the same sequence number and one record is overwritten. One request in flight
 # keeps tests that count stored records about kinesio, not about that race.
 FAST = ProducerSettings(linger=0.02, max_in_flight=1)
-_counter = iter(range(10**6))
 
 
 def read_back(endpoint: LocalEndpoint, stream: str) -> list[ProducerRecord]:
@@ -45,15 +44,8 @@ def read_back(endpoint: LocalEndpoint, stream: str) -> list[ProducerRecord]:
 
 
 @pytest.fixture
-def stream(moto_endpoint: LocalEndpoint) -> Iterator[str]:
-    name = f"producer-{next(_counter)}"
-    client: Any = boto3.client("kinesis", endpoint_url=moto_endpoint.endpoint_url)
-    client.create_stream(StreamName=name, ShardCount=3)
-    client.get_waiter("stream_exists").wait(
-        StreamName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 50}
-    )
-    yield name
-    client.delete_stream(StreamName=name)
+def stream(moto_stream: Callable[[str, int], str]) -> str:
+    return moto_stream("producer", 3)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -32,7 +32,6 @@ from kinesio.testing import (
 )
 
 pytestmark = pytest.mark.integration
-_counter = iter(range(10**6))
 
 
 def stored(endpoint: LocalEndpoint, stream: str) -> dict[tuple[str, str], bytes]:
@@ -54,15 +53,8 @@ def stored(endpoint: LocalEndpoint, stream: str) -> dict[tuple[str, str], bytes]
 
 
 @pytest.fixture
-def stream(moto_endpoint: LocalEndpoint) -> Iterator[str]:
-    name = f"faults-{next(_counter)}"
-    client: Any = boto3.client("kinesis", endpoint_url=moto_endpoint.endpoint_url)
-    client.create_stream(StreamName=name, ShardCount=2)
-    client.get_waiter("stream_exists").wait(
-        StreamName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 50}
-    )
-    yield name
-    client.delete_stream(StreamName=name)
+def stream(moto_stream: Callable[[str, int], str]) -> str:
+    return moto_stream("faults", 2)
 
 
 @pytest.fixture

@@ -77,6 +77,9 @@ def run_async(coro: object) -> object:
 def _hint(exc: KinesioError) -> str | None:
     from kinesio import _errors as e
 
+    own = getattr(exc, "hint", "")  # e.g. kinesio.local.EmulatorError says what to install
+    if isinstance(own, str) and own:
+        return own
     if isinstance(exc, e.CredentialsError):
         return "configure credentials (aws configure, AWS_PROFILE, or AWS_ACCESS_KEY_ID/...)"
     if isinstance(exc, e.EndpointConnectionError):

@@ -1,6 +1,8 @@
 """``kinesio playground``: kinesio end to end on an embedded emulator, no AWS account needed.
 
-A producer in this process writes to a stream on moto (in-process, 127.0.0.1); several
+A producer in this process writes to a stream on moto (in-process, 127.0.0.1) or, with
+``--backend kinesis-mock``, on kinesis-mock (npm kinesis-local, a node process on 127.0.0.1;
+the lease table stays on the in-process moto); several
 consumer worker processes share its shards through one lease table; a live table shows every
 shard and worker. Mid-run one worker is killed (its shards fail over) and a shard is split
 (its children wait for it: "blocked on parent"). The verdict compares what was produced with
@@ -20,7 +22,9 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Annotated
 
@@ -35,11 +39,28 @@ from kinesio._errors import KinesioError
 from kinesio._models import SHARD_END, Lease, PutResult
 from kinesio.cli._app import app, console, fail, run_async
 from kinesio.leases import DynamoDBLeaseStore
-from kinesio.local import LOCAL_ACCESS_KEY, LOCAL_REGION, LOCAL_SECRET_KEY, moto_server
+from kinesio.local import (
+    KINESIS_MOCK_ENV,
+    KINESIS_MOCK_PACKAGE,
+    LOCAL_ACCESS_KEY,
+    LOCAL_REGION,
+    LOCAL_SECRET_KEY,
+    EmulatorError,
+    LocalEndpoint,
+    find_node,
+    find_node_package,
+    kinesis_mock,
+    moto_server,
+)
 from kinesio.producer import AsyncProducer
 
 STREAM = "playground"
 APP = "playground-app"
+
+
+class Backend(StrEnum):
+    moto = "moto"
+    kinesis_mock = "kinesis-mock"
 
 
 @dataclass
@@ -188,25 +209,57 @@ def _start_worker(name: str, tmp: Path, env: dict[str, str]) -> _Worker:
     return _Worker(name, log, proc, stderr)
 
 
+@contextlib.contextmanager
+def _emulators(
+    backend: Backend, kinesis_mock_path: Path | None
+) -> Iterator[tuple[LocalEndpoint, LocalEndpoint]]:
+    """(Kinesis endpoint, DynamoDB endpoint): moto for both, or kinesis-mock + moto."""
+    with contextlib.ExitStack() as stack:
+        moto = stack.enter_context(moto_server())
+        if backend is Backend.moto:
+            console.print(f"[dim]embedded emulator (moto) on {moto.endpoint_url}[/]")
+            yield moto, moto
+            return
+        # Resharding on kinesis-mock keeps the stream UPDATING this long (its default: 0.5 s).
+        kinesis = stack.enter_context(kinesis_mock(kinesis_mock_path, transition_delay=0.2))
+        console.print(
+            f"[dim]Kinesis on kinesis-mock at {kinesis.endpoint_url}; lease table on embedded "
+            f"moto at {moto.endpoint_url}[/]"
+        )
+        yield kinesis, moto
+
+
 async def _run(
-    shards: int, workers_n: int, rate: int, duration: float, keys: int, chaos: bool, live: bool
+    shards: int,
+    workers_n: int,
+    rate: int,
+    duration: float,
+    keys: int,
+    chaos: bool,
+    live: bool,
+    backend: Backend = Backend.moto,
+    kinesis_mock_path: Path | None = None,
 ) -> int:
     state = _State(echo=not live)
-    with moto_server() as endpoint, tempfile.TemporaryDirectory(prefix="kinesio-") as tmpdir:
+    with (
+        _emulators(backend, kinesis_mock_path) as (kinesis_endpoint, dynamodb_endpoint),
+        tempfile.TemporaryDirectory(prefix="kinesio-") as tmpdir,
+    ):
         tmp = Path(tmpdir)
-        console.print(f"[dim]embedded emulator (moto) on {endpoint.endpoint_url}; logs in {tmp}[/]")
-        aws = endpoint.aws_config()
+        console.print(f"[dim]logs in {tmp}[/]")
+        aws = kinesis_endpoint.aws_config()
         env = dict(os.environ)
         env.update(
-            AWS_ENDPOINT_URL=endpoint.endpoint_url,
+            AWS_ENDPOINT_URL_KINESIS=kinesis_endpoint.endpoint_url,
+            AWS_ENDPOINT_URL_DYNAMODB=dynamodb_endpoint.endpoint_url,
             AWS_ACCESS_KEY_ID=LOCAL_ACCESS_KEY,
             AWS_SECRET_ACCESS_KEY=LOCAL_SECRET_KEY,
             AWS_DEFAULT_REGION=LOCAL_REGION,
         )
-        env.pop("AWS_PROFILE", None)
-        env.pop("AWS_SESSION_TOKEN", None)
+        for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+            env.pop(var, None)
         kinesis = await AioKinesis.create(aws)
-        store = DynamoDBLeaseStore(APP, aws=aws)
+        store = DynamoDBLeaseStore(APP, aws=dynamodb_endpoint.aws_config())
         workers: list[_Worker] = []
         try:
             await kinesis.create_stream(STREAM, shards)
@@ -314,6 +367,15 @@ async def _run(
         f"lost {len(lost)}, duplicates {duplicates}, producer failures {state.failed}, "
         f"order violations {state.order_violations}"
     )
+    per_shard = sorted(set(state.produced_per_shard) | set(state.consumed_per_shard))
+    console.print(
+        "per shard, produced/consumed: "
+        + ", ".join(
+            f"{k} {state.produced_per_shard.get(k, 0)}/{state.consumed_per_shard.get(k, 0)}"
+            for k in per_shard
+        ),
+        soft_wrap=True,
+    )
     if lost:
         where = Counter(state.produced[d] for d in lost)
         console.print(f"lost records by shard: {dict(where)}; e.g. {lost[:3]}")
@@ -339,6 +401,22 @@ def playground(
     live: Annotated[
         bool, typer.Option(help="Show the live dashboard (--no-live: only the verdict line).")
     ] = True,
+    backend: Annotated[
+        Backend,
+        typer.Option(
+            help="Kinesis emulator: moto (embedded) or kinesis-mock (npm kinesis-local on "
+            "node; closer to the service: closed shards end with ChildShards). The lease table "
+            "is on embedded moto either way.",
+        ),
+    ] = Backend.moto,
+    kinesis_mock_path: Annotated[
+        Path | None,
+        typer.Option(
+            envvar=KINESIS_MOCK_ENV,
+            help="The kinesis-local package folder (or a node_modules holding it); default: "
+            "./node_modules, then `npm root` and `npm root -g`.",
+        ),
+    ] = None,
 ) -> None:
     """Run kinesio end to end on an embedded emulator (moto, in-process; no AWS account).
 
@@ -349,7 +427,8 @@ def playground(
     one worker is killed with SIGKILL at 30 % (its shards fail over) and a shard is split at
     50 % (its children are "blocked on parent" until it ends). The verdict line says what was
     produced, consumed, lost (must be 0) and duplicated; the exit code is 1 if anything was
-    lost, failed or handled out of order.
+    lost, failed or handled out of order. With --backend kinesis-mock the stream lives on
+    kinesis-mock (needs node and `npm install kinesis-local`), the lease table on moto.
     """
     try:
         import moto.server  # noqa: F401
@@ -357,5 +436,14 @@ def playground(
         raise fail(
             "the playground needs the embedded emulator", hint="pip install 'kinesio[local]'"
         ) from None
-    code = run_async(_run(shards, workers, rate, duration, keys, not no_chaos, live))
+    package: Path | None = None
+    if backend is Backend.kinesis_mock:
+        try:
+            find_node()
+            package = find_node_package(KINESIS_MOCK_PACKAGE, kinesis_mock_path)
+        except EmulatorError as exc:
+            raise fail(str(exc), hint=exc.hint) from None
+    code = run_async(
+        _run(shards, workers, rate, duration, keys, not no_chaos, live, backend, package)
+    )
     raise typer.Exit(int(code))  # type: ignore[call-overload]

@@ -28,6 +28,7 @@ from kinesio._aws import AioKinesis, AWSConfig
 from kinesio._config import Block, Drop, ProducerSettings, Raise
 from kinesio._errors import (
     BacklogFullError,
+    ConfigurationError,
     KinesioError,
     ProducerClosedError,
     RecordExpiredError,
@@ -35,10 +36,11 @@ from kinesio._errors import (
     ResourceNotFoundError,
     ValidationError,
 )
-from kinesio._kinesis import KinesisAPI
+from kinesio._kinesis import KinesisAdminAPI, KinesisAPI
 from kinesio._models import ProducerRecord, PutRecordsEntry, PutRecordsResultEntry, PutResult
 from kinesio.events import Emitter, EventHook, RecordFailed, ShardMapRefreshed, Throttled
 from kinesio.metrics import ProducerMetrics, ProducerMetricsRecorder
+from kinesio.producer._autosplit import AutoSplitter
 from kinesio.producer._limiter import ShardLimiter
 from kinesio.producer._shard_map import ShardMap
 
@@ -184,6 +186,7 @@ class AsyncProducer:
         now = self._clock()
         self._metrics = ProducerMetricsRecorder(now)
         self._metrics_past = ProducerMetrics()
+        self._autosplit: AutoSplitter | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -221,6 +224,8 @@ class AsyncProducer:
                     operation="DescribeStreamSummary",
                 )
             await self._load_shard_map()
+            if self.settings.auto_split is not None:
+                self._autosplit = self._new_autosplitter(self._kinesis)
         except BaseException:
             self._state = "closed"
             await self._close_client()
@@ -235,6 +240,27 @@ class AsyncProducer:
             asyncio.create_task(self._refresh_periodically()),
             asyncio.create_task(self._report_metrics_periodically()),
         ]
+        if self._autosplit is not None:
+            self._background.append(asyncio.create_task(self._autosplit.run()))
+
+    def _new_autosplitter(self, kinesis: KinesisAPI) -> AutoSplitter:
+        settings = self.settings.auto_split
+        assert settings is not None
+        if not isinstance(kinesis, KinesisAdminAPI):
+            raise ConfigurationError(
+                "ProducerSettings.auto_split needs a Kinesis client with the control-plane calls "
+                f"(split_shard, wait_for_active); {type(kinesis).__name__} has none"
+            )
+        return AutoSplitter(
+            settings,
+            self.stream_name,
+            kinesis,
+            self._events,
+            shard_of=lambda shard_id: self._map.get(shard_id),
+            open_shards=lambda: self._map.open_shards,
+            refresh=self._refresh_shard_map,
+            clock=self._clock,
+        )
 
     async def aclose(self, timeout: float | None = None) -> None:
         """Stop accepting records, deliver everything accepted, then release the connection.
@@ -274,6 +300,8 @@ class AsyncProducer:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        if self._autosplit is not None:
+            await self._autosplit.aclose()
         self._state = "closed"
         self._emit_metrics()
         await self._close_client()
@@ -790,6 +818,8 @@ class AsyncProducer:
                     throttled[e.shard] += 1
                 failed.add(e.shard)
                 self._retry(e.users, code, now)
+        if self._autosplit is not None:
+            self._count_for_autosplit(entries, results)
         for q in failed:
             if q in throttled:
                 q.limiter.on_throttled()
@@ -821,6 +851,20 @@ class AsyncProducer:
                         retry.append(p)
                 if retry:
                     self._retry(retry, "WrongShard", now)
+
+    def _count_for_autosplit(
+        self, entries: list[_Entry], results: list[PutRecordsResultEntry]
+    ) -> None:
+        """Feed the auto-split window: one call per Kinesis record, never per user record."""
+        assert self._autosplit is not None
+        add = self._autosplit.counts.add
+        for e, r in zip(entries, results, strict=True):
+            if r.error_code is None:
+                entry = e.entry
+                nbytes = len(entry.data) + len(entry.partition_key)
+                add(e.shard.shard_id, e.users[0].hash_key, len(e.users), nbytes, throttled=False)
+            elif r.error_code in _THROTTLE_CODES:
+                add(e.shard.shard_id, e.users[0].hash_key, len(e.users), 0, throttled=True)
 
     def _retry(self, users: Sequence[_Pending], code: str, now: float) -> None:
         """Put failed records back at the front of their (re-predicted) shard queues."""

@@ -1,5 +1,6 @@
-// Preloaded with `node -r ./loopback.js`: makes every server in the process listen on
-// 127.0.0.1 only. kinesis-mock binds 0.0.0.0 and has no setting to change that.
+// Preloaded with `node -r _loopback.js` by kinesio.local.kinesis_mock: makes every server in
+// the process listen on 127.0.0.1 only. kinesis-mock binds 0.0.0.0 and has no setting to
+// change that.
 "use strict";
 const net = require("net");
 
