@@ -305,9 +305,13 @@ async def _run(
                         if view is not None:
                             view.update(_render(state, workers, producer))
 
+                    # exactly rate × duration records, paced at the rate (catching up in
+                    # batches when the loop falls behind), so the verdict's counts are exact
+                    total = max(1, round(rate * duration))
                     n = 0
-                    while (now := time.monotonic()) - start < duration:
-                        batch = max(1, int((now - next_tick) / interval) + 1)
+                    while n < total:
+                        now = time.monotonic()
+                        batch = min(total - n, max(1, int((now - next_tick) / interval) + 1))
                         for _ in range(batch):
                             data = json.dumps({"key": n % keys, "n": n})
                             fut = await producer.put(data.encode(), partition_key=f"key-{n % keys}")
@@ -392,7 +396,11 @@ def playground(
         int, typer.Option(min=1, max=20_000, help="Records per second the producer writes.")
     ] = 500,
     duration: Annotated[
-        float, typer.Option(min=2.0, help="Seconds of producing before the verdict.")
+        float,
+        typer.Option(
+            min=2.0,
+            help="Seconds of producing (RATE × DURATION records in all) before the verdict.",
+        ),
     ] = 30.0,
     keys: Annotated[int, typer.Option(min=1, help="Distinct partition keys.")] = 1000,
     no_chaos: Annotated[
