@@ -1,6 +1,6 @@
 """kinesio: the native Python client for Amazon Kinesis Data Streams."""
 
-from kinesio import aggregation
+from kinesio import aggregation, events
 from kinesio._aws import AWSConfig
 from kinesio._config import (
     Block,
@@ -35,6 +35,7 @@ from kinesio._errors import (
     ValidationError,
 )
 from kinesio._models import ExtendedSequenceNumber, ProducerRecord, PutResult, Record, Shard
+from kinesio.cloudwatch import CloudWatchMetrics
 from kinesio.consumer import (
     AsyncConsumer,
     Checkpointer,
@@ -76,6 +77,7 @@ __all__ = [
     "ShutdownRequestedInput",
     "AWSConfig",
     "AsyncProducer",
+    "CloudWatchMetrics",
     "Block",
     "Drop",
     "OverflowPolicy",
@@ -84,6 +86,7 @@ __all__ = [
     "ProducerSettings",
     "Raise",
     "aggregation",
+    "events",
     "AWSError",
     "AccessDeniedError",
     "AggregationError",
