@@ -162,13 +162,14 @@ class ShardPutStats:
 
     User records: ``user_records_put`` delivered by this request (``user_records_recovered``
     of them after an earlier failed attempt), ``user_bytes_put`` their data bytes,
-    ``user_records_failed`` in Kinesis records this request did not write (they are retried,
-    or fail for good when out of TTL or attempts: see :class:`RecordFailed`). Kinesis records
-    (an aggregate counts once): ``kinesis_records_put`` / ``kinesis_bytes_put`` written,
-    ``kinesis_records_failed`` not written, ``throttled`` of those refused for throughput,
-    ``errors`` the failed ones by AWS error code. Over the delivered user records:
-    ``latency_ms`` put() to delivery, ``buffering_ms`` put() to the sending of this request
-    (milliseconds), ``retries`` attempts before this one.
+    ``user_records_failed`` not delivered by it — in Kinesis records it did not write, or,
+    after a reshard, in an aggregate that landed on a shard whose range leaves them out — they
+    are retried, or fail for good when out of TTL or attempts (see :class:`RecordFailed`).
+    Kinesis records (an aggregate counts once): ``kinesis_records_put`` and
+    ``kinesis_bytes_put`` written, ``kinesis_records_failed`` not written, ``throttled`` of
+    those refused for throughput, ``errors`` the failed ones by AWS error code. Over the
+    delivered user records: ``latency_ms`` put() to delivery, ``buffering_ms`` put() to the
+    sending of this request (milliseconds), ``retries`` attempts before this one.
     """
 
     shard_id: str
