@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
+import sys
 import urllib.request
 
 import pytest
@@ -10,6 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from _metrics_drive import consume, produce
+from kinesio import events as ev
 from kinesio.consumer import _fetcher
 from kinesio.prometheus import METRICS, PrometheusMetrics
 from kinesio.testing import Fault, InMemoryKinesis
@@ -133,3 +136,68 @@ def test_one_instance_per_registry() -> None:
     PrometheusMetrics(registry)
     with pytest.raises(ValueError, match="Duplicated"):
         PrometheusMetrics(registry)
+
+
+def test_lease_shard_and_failure_events_map_to_their_series() -> None:
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry)
+    for event in (
+        ev.LeaseAcquired(stream_name="s", lease_key="a", previous_owner="w2", stolen=True),
+        ev.RecordsFetched(
+            stream_name="s",
+            shard_id="a",
+            operation="SubscribeToShard",
+            kinesis_records=0,
+            records=0,
+            bytes=0,
+            millis_behind_latest=1500,
+        ),
+        ev.SubscriptionRenewed(stream_name="s", shard_id="a", subscription=2, reason="expired"),
+        ev.ShardBlockedOnParent(stream_name="s", shard_id="b", parents=("a",)),
+        ev.ShardEnded(stream_name="s", shard_id="a", children=("b", "c")),
+        ev.LeaseLostEvent(stream_name="s", lease_key="a", reason="taken"),
+        ev.RecordFailed(
+            stream_name="s", partition_key="k", error="expired", error_type="RecordExpiredError"
+        ),
+        ev.PutRecordsSent(
+            stream_name="s",
+            duration_ms=30_000.0,
+            error="ServiceUnavailable",
+            shards=(
+                ev.ShardPutStats(
+                    shard_id="a",
+                    user_records_failed=4,
+                    kinesis_records_failed=1,
+                    errors=(("ServiceUnavailable", 1),),
+                ),
+            ),
+        ),
+    ):
+        metrics(event)
+    after = parse(generate_latest(registry).decode())
+    lease_events = "kinesio_consumer_lease_events_total"
+    assert total(after, lease_events, shard="a", event="stolen") == 1
+    assert total(after, lease_events, shard="a", event="acquired") == 0
+    assert total(after, lease_events, shard="a", event="lost") == 1
+    assert total(after, "kinesio_consumer_leases_held", stream="s") == 0
+    assert series(after, "kinesio_consumer_millis_behind_latest") == []  # gone with the lease
+    assert total(after, "kinesio_consumer_fetches_total", operation="SubscribeToShard") == 1
+    assert total(after, "kinesio_consumer_subscription_renewals_total", shard="a") == 1
+    shard_events = "kinesio_consumer_shard_events_total"
+    assert total(after, shard_events, shard="b", event="blocked_on_parent") == 1
+    assert total(after, shard_events, shard="a", event="ended") == 1
+    failed = "kinesio_producer_user_records_failed_total"
+    assert total(after, failed, error="RecordExpiredError") == 1
+    assert total(after, "kinesio_producer_requests_total", outcome="ServiceUnavailable") == 1
+    assert total(after, "kinesio_producer_user_records_total", result="failed") == 4
+    assert total(after, "kinesio_producer_errors_total", code="ServiceUnavailable") == 1
+    duration = "kinesio_producer_request_duration_seconds_bucket"
+    assert total(after, duration, le="10.0") == 0
+    assert total(after, duration, le="+Inf") == 1
+
+
+def test_a_missing_prometheus_client_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    monkeypatch.delitem(sys.modules, "kinesio.prometheus")
+    with pytest.raises(ImportError, match=r"kinesio\[prometheus\]"):
+        importlib.import_module("kinesio.prometheus")
