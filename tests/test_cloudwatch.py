@@ -16,7 +16,7 @@ import kinesio
 from _metrics_drive import consume, produce
 from kinesio import events as ev
 from kinesio._aws import AWSConfig, create_client
-from kinesio.cloudwatch import MAX_DATUMS_PER_CALL, CloudWatchMetrics
+from kinesio.cloudwatch import MAX_DATUMS_PER_CALL, BlockingCloudWatchMetrics, CloudWatchMetrics
 from kinesio.local import LocalEndpoint
 from kinesio.testing import BotocoreFaults, Fault, InMemoryKinesis
 
@@ -229,3 +229,23 @@ def test_settings_are_checked() -> None:
         CloudWatchMetrics(flush_interval=0)
     with pytest.raises(kinesio.ConfigurationError):
         CloudWatchMetrics(namespace="")
+
+
+def test_the_blocking_variant_with_the_blocking_producer(moto_endpoint: LocalEndpoint) -> None:
+    aws = moto_endpoint.aws_config()
+    ns = namespace()
+    kinesis = InMemoryKinesis()
+    asyncio.run(kinesis.create_stream("s", 1))
+    [shard] = asyncio.run(kinesis.list_shards("s"))
+    with BlockingCloudWatchMetrics(namespace=ns, aws=aws) as metrics:
+        with kinesio.Producer("s", kinesis=kinesis, on_event=metrics) as producer:
+            futures = [producer.put(b"x", f"k{i}") for i in range(10)]
+            producer.flush()
+        assert all(f.result().shard_id == shard.shard_id for f in futures)
+
+    async def read_back() -> float:
+        async with cloudwatch(aws) as client:
+            dims = {"StreamName": "s", "ShardId": shard.shard_id}
+            return await statistic(client, ns, "UserRecordsPut", dims)
+
+    assert asyncio.run(read_back()) == 10

@@ -35,7 +35,7 @@ from kinesio._errors import (
     ValidationError,
 )
 from kinesio._models import ExtendedSequenceNumber, ProducerRecord, PutResult, Record, Shard
-from kinesio.cloudwatch import CloudWatchMetrics
+from kinesio.cloudwatch import BlockingCloudWatchMetrics, CloudWatchMetrics
 from kinesio.consumer import (
     AsyncConsumer,
     Checkpointer,
@@ -77,6 +77,7 @@ __all__ = [
     "ShutdownRequestedInput",
     "AWSConfig",
     "AsyncProducer",
+    "BlockingCloudWatchMetrics",
     "CloudWatchMetrics",
     "Block",
     "Drop",

@@ -20,12 +20,13 @@ import math
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from contextlib import AsyncExitStack
+from contextlib import AbstractContextManager, AsyncExitStack
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, Self
 
 from aiobotocore.session import AioSession
+from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from kinesio._aws import AWSConfig, create_client, map_aws_errors
 from kinesio._errors import ConfigurationError, InvalidArgumentError, KinesioError
@@ -43,7 +44,13 @@ from kinesio.events import (
     Throttled,
 )
 
-__all__ = ["METRICS", "MAX_DATUMS_PER_CALL", "CloudWatchMetrics", "Granularity"]
+__all__ = [
+    "METRICS",
+    "MAX_DATUMS_PER_CALL",
+    "BlockingCloudWatchMetrics",
+    "CloudWatchMetrics",
+    "Granularity",
+]
 
 logger = logging.getLogger("kinesio.cloudwatch")
 
@@ -439,3 +446,54 @@ class CloudWatchMetrics:
                 self.max_pending,
                 excess,
             )
+
+
+class BlockingCloudWatchMetrics:
+    """:class:`CloudWatchMetrics` for blocking code (e.g. with :class:`kinesio.Producer` and
+    :class:`kinesio.Consumer`): its client and periodic flush live on a private event-loop
+    thread. Arguments are those of :class:`CloudWatchMetrics`.
+
+    The constructor starts it; use it as a context manager or call :meth:`close`. Pass it as
+    ``on_event=``; calling it only aggregates (thread-safe, never blocks on I/O). :meth:`flush`
+    and :meth:`close` block, and raise what ``flush()`` / ``aclose()`` raise.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._portal_cm: AbstractContextManager[BlockingPortal] = start_blocking_portal("asyncio")
+        self._portal = self._portal_cm.__enter__()
+        self._closed = False
+        try:
+            self.core = CloudWatchMetrics(**kwargs)
+            self._portal.call(self.core.start)
+        except BaseException:
+            self._closed = True
+            self._portal_cm.__exit__(None, None, None)
+            raise
+
+    def __call__(self, event: DiagnosticEvent) -> None:
+        self.core(event)
+
+    def flush(self) -> None:
+        """Publish now and wait (see :meth:`CloudWatchMetrics.flush`)."""
+        self._portal.call(self.core.flush)
+
+    def close(self) -> None:
+        """Publish what is left, then stop (see :meth:`CloudWatchMetrics.aclose`)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._portal.call(self.core.aclose)
+        finally:
+            self._portal_cm.__exit__(None, None, None)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
