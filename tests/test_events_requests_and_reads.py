@@ -186,3 +186,20 @@ def test_broadcast_reaches_every_hook_even_after_one_fails(
     hook(event)
     assert first == last == [event]
     assert "boom" in caplog.text
+
+
+async def test_a_request_throttled_whole_is_reported_per_shard() -> None:
+    kinesis = InMemoryKinesis()
+    await kinesis.create_stream("s", 1)
+    kinesis.inject(Fault("PutRecords", "LimitExceededException", count=1))
+    seen: list[ev.DiagnosticEvent] = []
+    await produce(kinesis, "s", 5, seen.append, aggregate=False)
+    [first, *_] = [e for e in seen if isinstance(e, ev.PutRecordsSent)]
+    assert first.error == "LimitExceededException"
+    [stats] = first.shards
+    assert stats.throttled == stats.kinesis_records_failed == stats.user_records_failed > 0
+    assert stats.errors == (("LimitExceededException", stats.kinesis_records_failed),)
+    throttles = [e for e in seen if isinstance(e, ev.Throttled)]
+    assert [(t.operation, t.shard_id, t.records) for t in throttles] == [
+        ("PutRecords", stats.shard_id, stats.kinesis_records_failed)
+    ]
