@@ -1,6 +1,6 @@
 """kinesio: the native Python client for Amazon Kinesis Data Streams."""
 
-from kinesio import aggregation
+from kinesio import aggregation, events
 from kinesio._aws import AWSConfig
 from kinesio._config import (
     AutoSplit,
@@ -36,6 +36,7 @@ from kinesio._errors import (
     ValidationError,
 )
 from kinesio._models import ExtendedSequenceNumber, ProducerRecord, PutResult, Record, Shard
+from kinesio.cloudwatch import BlockingCloudWatchMetrics, CloudWatchMetrics
 from kinesio.consumer import (
     AsyncConsumer,
     Checkpointer,
@@ -78,6 +79,8 @@ __all__ = [
     "AWSConfig",
     "AsyncProducer",
     "AutoSplit",
+    "BlockingCloudWatchMetrics",
+    "CloudWatchMetrics",
     "Block",
     "Drop",
     "OverflowPolicy",
@@ -86,6 +89,7 @@ __all__ = [
     "ProducerSettings",
     "Raise",
     "aggregation",
+    "events",
     "AWSError",
     "AccessDeniedError",
     "AggregationError",

@@ -80,7 +80,11 @@ for _cls, _codes in (
         "UnrecognizedClientException InvalidSignatureException ExpiredTokenException "
         "InvalidClientTokenId MissingAuthenticationToken SignatureDoesNotMatch",
     ),
-    (InvalidArgumentError, "InvalidArgumentException ValidationException SerializationException"),
+    (
+        InvalidArgumentError,
+        "InvalidArgumentException ValidationException SerializationException "
+        "InvalidParameterValue InvalidParameterCombination MissingParameter",
+    ),
 ):
     for _code in _codes.split():
         _CODES[_code] = _cls

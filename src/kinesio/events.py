@@ -4,6 +4,11 @@ Pass ``on_event=callback`` to :class:`kinesio.AsyncProducer` / :class:`kinesio.A
 (or their blocking facades) to receive each event; every event is also logged at DEBUG on the
 ``kinesio.events`` logger, through the same path. A callback must be quick and must not block:
 it runs on the event loop. An exception it raises is logged and does not stop kinesio.
+
+Every event names the stream it concerns (``stream_name``, filled in by the producer or
+consumer that emits it), so that one callback — e.g. :class:`kinesio.prometheus.PrometheusMetrics`
+or :class:`kinesio.cloudwatch.CloudWatchMetrics` — can serve several producers and consumers;
+:func:`broadcast` passes each event to several callbacks.
 """
 
 from __future__ import annotations
@@ -19,9 +24,12 @@ logger = logging.getLogger("kinesio.events")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DiagnosticEvent:
-    """Base of every event. ``at`` is the wall-clock time (``time.time()``) it happened."""
+    """Base of every event. ``at`` is the wall-clock time (``time.time()``) it happened;
+    ``stream_name`` the stream of the producer or consumer that emitted it (set by the
+    :class:`Emitter` when the event is built without one)."""
 
     at: float = field(default_factory=time.time)
+    stream_name: str = ""
 
 
 # -- leases --------------------------------------------------------------------------------
@@ -96,7 +104,13 @@ class CheckpointWritten(DiagnosticEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Throttled(DiagnosticEvent):
-    """Kinesis throttled ``records`` Kinesis records of one shard in one request."""
+    """Kinesis throttled a call for shard ``shard_id``.
+
+    ``operation`` ``"PutRecords"`` (producer): ``records`` Kinesis records of that shard were
+    throttled in one request. ``"GetRecords"``, ``"GetShardIterator"`` or
+    ``"SubscribeToShard"`` (consumer): the whole call was refused, ``records`` is 0; the
+    fetcher retries after a backoff.
+    """
 
     operation: str
     shard_id: str
@@ -105,10 +119,15 @@ class Throttled(DiagnosticEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RecordFailed(DiagnosticEvent):
-    """A user record failed for good (its future holds the error; ``on_error`` was called)."""
+    """A user record failed for good (its future holds the error; ``on_error`` was called).
+
+    ``error`` is the error's message, ``error_type`` its class name (``RecordExpiredError``,
+    ``BacklogFullError``, ``ProducerClosedError``, ``AccessDeniedError``, ...).
+    """
 
     partition_key: str
     error: str
+    error_type: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -184,18 +203,162 @@ class AutoSplitSkipped(DiagnosticEvent):
     stream_throttled: tuple[int, ...]
 
 
+# -- PutRecords requests (producer) ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """Count, sum, minimum and maximum of a set of samples (a CloudWatch statistic set).
+
+    ``Stats()`` is the empty set (every figure 0)."""
+
+    count: int = 0
+    total: float = 0.0
+    minimum: float = 0.0
+    maximum: float = 0.0
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count if self.count else 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShardPutStats:
+    """What one PutRecords request did for one shard (see :class:`PutRecordsSent`).
+
+    User records: ``user_records_put`` delivered by this request (``user_records_recovered``
+    of them after an earlier failed attempt), ``user_bytes_put`` their data bytes,
+    ``user_records_failed`` not delivered by it — in Kinesis records it did not write, or,
+    after a reshard, in an aggregate that landed on a shard whose range leaves them out — they
+    are retried, or fail for good when out of TTL or attempts (see :class:`RecordFailed`).
+    Kinesis records (an aggregate counts once): ``kinesis_records_put`` and
+    ``kinesis_bytes_put`` written, ``kinesis_records_failed`` not written, ``throttled`` of
+    those refused for throughput, ``errors`` the failed ones by AWS error code. Over the
+    delivered user records: ``latency_ms`` put() to delivery, ``buffering_ms`` put() to the
+    sending of this request (milliseconds), ``retries`` attempts before this one.
+    """
+
+    shard_id: str
+    user_records_put: int = 0
+    user_records_recovered: int = 0
+    user_records_failed: int = 0
+    user_bytes_put: int = 0
+    kinesis_records_put: int = 0
+    kinesis_records_failed: int = 0
+    kinesis_bytes_put: int = 0
+    throttled: int = 0
+    errors: tuple[tuple[str, int], ...] = ()
+    latency_ms: Stats = Stats()
+    buffering_ms: Stats = Stats()
+    retries: Stats = Stats()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PutRecordsSent(DiagnosticEvent):
+    """A PutRecords request was answered, or failed whole (one event per request).
+
+    ``duration_ms``: the call's round trip (milliseconds). ``error``: the AWS error code (or
+    error class) when the whole call failed, else None (individual records may still have
+    failed: see ``shards``). ``shards``: per shard of the request, what it did.
+    Built only when someone listens (an ``on_event`` callback or DEBUG logging on
+    ``kinesio.events``), so it costs nothing otherwise.
+    """
+
+    duration_ms: float
+    error: str | None
+    shards: tuple[ShardPutStats, ...]
+
+
+# -- records fetched and processed (consumer) --------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordsFetched(DiagnosticEvent):
+    """A read of one shard came back: a GetRecords call (``operation`` ``"GetRecords"``) or
+    one event of an enhanced fan-out subscription (``"SubscribeToShard"``), possibly empty.
+
+    ``kinesis_records``: Kinesis records read (an aggregate counts once); ``records``: user
+    records after deaggregation and after dropping what was delivered already; ``bytes``:
+    their data bytes; ``millis_behind_latest``: how far the read was behind the shard's
+    newest record (milliseconds; None when the service did not say).
+    """
+
+    shard_id: str
+    operation: str
+    kinesis_records: int
+    records: int
+    bytes: int
+    millis_behind_latest: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubscriptionRenewed(DiagnosticEvent):
+    """An enhanced fan-out fetcher opened a new SubscribeToShard subscription after its
+    previous one ended (``reason``: ``"expired"`` after the service's 5 minutes or a close
+    by the server, else the error that ended it). ``subscription`` counts the subscriptions
+    of this shard by this fetcher, this one included (2 for the first renewal)."""
+
+    shard_id: str
+    subscription: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchProcessed(DiagnosticEvent):
+    """The handler (``consume_with``, a processor's ``process_records``, or the code
+    iterating ``ShardStream.records()``) returned from a batch of one shard: ``records`` user
+    records of ``bytes`` data bytes. ``millis_behind_latest`` as fetched with the batch."""
+
+    shard_id: str
+    records: int
+    bytes: int
+    millis_behind_latest: int | None
+
+
 EventHook = Callable[[DiagnosticEvent], object]
 
 
+def broadcast(*hooks: EventHook) -> EventHook:
+    """One ``on_event`` callback that passes each event to every hook, in order.
+
+    An exception raised by one hook is logged and does not keep the event from the others.
+    """
+    chain = tuple(hooks)
+
+    def hook(event: DiagnosticEvent) -> None:
+        for h in chain:
+            try:
+                h(event)
+            except Exception:
+                logger.exception("on_event callback %r raised for %r", h, event)
+
+    return hook
+
+
 class Emitter:
-    """The one path every event takes: a DEBUG log line, then the user's callback."""
+    """The one path every event takes: a DEBUG log line, then the user's callback.
 
-    __slots__ = ("_hook",)
+    ``stream_name`` is written into every event built without one, so that each event names
+    its stream wherever it was built.
+    """
 
-    def __init__(self, hook: EventHook | None) -> None:
+    __slots__ = ("_hook", "_stream_name")
+
+    def __init__(self, hook: EventHook | None, *, stream_name: str = "") -> None:
         self._hook = hook
+        self._stream_name = stream_name
+
+    @property
+    def enabled(self) -> bool:
+        """Whether an event would reach anyone (a callback, or DEBUG logging): events that
+        cost something to build are built only then."""
+        return self._hook is not None or logger.isEnabledFor(logging.DEBUG)
 
     def emit(self, event: DiagnosticEvent) -> None:
+        if self._stream_name and not event.stream_name:
+            # Events are frozen for their readers; the emitter is the one place that
+            # completes them, before anyone sees them.
+            object.__setattr__(event, "stream_name", self._stream_name)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("%r", event)
         if self._hook is None:

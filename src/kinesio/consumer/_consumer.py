@@ -32,7 +32,13 @@ from kinesio.consumer._fetcher import (
     ensure_stream_consumer,
 )
 from kinesio.consumer._shared import SharedShardList
-from kinesio.events import Emitter, EventHook, ShardBlockedOnParent, ShardStarted
+from kinesio.events import (
+    BatchProcessed,
+    Emitter,
+    EventHook,
+    ShardBlockedOnParent,
+    ShardStarted,
+)
 from kinesio.leases.base import LeaseStore
 from kinesio.leases.dynamodb import DynamoDBLeaseStore
 
@@ -107,6 +113,15 @@ class ShardStream:
                 if batch.records:
                     self.checkpointer._delivered_up_to(batch.records[-1].position)
                     yield batch.records
+                    if consumer._events.enabled:
+                        consumer._events.emit(
+                            BatchProcessed(
+                                shard_id=self.shard_id,
+                                records=len(batch.records),
+                                bytes=sum(len(r.data) for r in batch.records),
+                                millis_behind_latest=batch.millis_behind_latest,
+                            )
+                        )
                 if batch.shard_end:
                     if self._before_shard_end is not None:
                         await self._before_shard_end()
@@ -266,7 +281,8 @@ class AsyncConsumer:
     shard). AWS access follows boto3 as for :class:`kinesio.AsyncProducer`; ``lease_store``
     (e.g. ``kinesio.leases.MemoryLeaseStore()``) and ``kinesis`` replace the defaults.
     ``on_event`` receives a :class:`kinesio.events.DiagnosticEvent` for every lease and shard
-    step (acquired, renewed, lost, released, blocked on parent, started, ended, checkpoint).
+    step (acquired, renewed, lost, released, blocked on parent, started, ended, checkpoint),
+    every read (records fetched, subscription renewed, throttled) and every processed batch.
     """
 
     def __init__(
@@ -285,7 +301,7 @@ class AsyncConsumer:
     ) -> None:
         if not stream_name:
             raise ValidationError("stream_name must be a non-empty string")
-        self._events = Emitter(on_event)
+        self._events = Emitter(on_event, stream_name=stream_name)
         if not application_name:
             raise ValidationError("application_name must be a non-empty string")
         self.stream_name = stream_name
@@ -404,6 +420,7 @@ class AsyncConsumer:
                 initial_timestamp=timestamp,
                 max_prefetch_records=s.max_prefetch_records,
                 max_prefetch_bytes=s.max_prefetch_bytes,
+                events=self._events,
             )
         return PollingFetcher(
             self._shared,
@@ -414,6 +431,7 @@ class AsyncConsumer:
             initial_timestamp=timestamp,
             max_prefetch_records=s.max_prefetch_records,
             max_prefetch_bytes=s.max_prefetch_bytes,
+            events=self._events,
         )
 
     # -- the three ways to consume ---------------------------------------------------------

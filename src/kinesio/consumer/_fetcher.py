@@ -40,6 +40,7 @@ from kinesio._errors import (
     KinesioError,
     ResourceInUseError,
     ResourceNotFoundError,
+    ThrottlingError,
 )
 from kinesio._kinesis import KinesisAPI, StartingPosition
 from kinesio._models import (
@@ -56,6 +57,7 @@ from kinesio._models import (
 from kinesio.consumer._deaggregate import deaggregate
 from kinesio.consumer._shards import children_from_list_shards
 from kinesio.consumer._shared import SharedShardList
+from kinesio.events import Emitter, RecordsFetched, SubscriptionRenewed, Throttled
 
 __all__ = [
     "FanOutFetcher",
@@ -280,11 +282,13 @@ class _Fetcher:
         max_prefetch_bytes: int,
         clock: Callable[[], float],
         heartbeat: float,
+        events: Emitter | None,
     ) -> None:
         if max_prefetch_records < 1 or max_prefetch_bytes < 1:
             raise ConfigurationError("max_prefetch_records and max_prefetch_bytes must be >= 1")
         self.shard_id = shard.shard_id
         self._kinesis = kinesis
+        self._events = events or Emitter(None, stream_name=stream_name)
         self._stream_name = stream_name
         self._shard = shard
         self._clock = clock
@@ -403,6 +407,32 @@ class _Fetcher:
         assert self._initial is not None
         return self._initial
 
+    def _fetched(
+        self,
+        operation: str,
+        kinesis_records: int,
+        records: list[Record],
+        millis_behind: int | None,
+    ) -> None:
+        """Report one read (see :class:`kinesio.events.RecordsFetched`)."""
+        if self._events.enabled:
+            self._events.emit(
+                RecordsFetched(
+                    shard_id=self.shard_id,
+                    operation=operation,
+                    kinesis_records=kinesis_records,
+                    records=len(records),
+                    bytes=sum(len(r.data) for r in records),
+                    millis_behind_latest=millis_behind,
+                )
+            )
+
+    def _throttled(self, exc: KinesioError, operation: str) -> None:
+        if isinstance(exc, ThrottlingError):
+            self._events.emit(
+                Throttled(operation=exc.operation or operation, shard_id=self.shard_id, records=0)
+            )
+
     def _deliver(self, records: list[Record], millis_behind: int | None) -> None:
         self._millis_behind = millis_behind
         if records:
@@ -490,7 +520,8 @@ class PollingFetcher(_Fetcher):
     ``initial_timestamp``, else ``ConfigurationError``), ``SHARD_END`` (the first batch is a
     shard end, children unknown) or a sequence number and sub-sequence number (reading resumes
     just after it, even inside a KPL aggregate). ``clock`` (monotonic seconds) measures
-    iterator age and ListShards intervals.
+    iterator age and ListShards intervals. ``events`` receives a ``RecordsFetched`` per
+    GetRecords answer and a ``Throttled`` per throttled call.
     """
 
     def __init__(
@@ -505,6 +536,7 @@ class PollingFetcher(_Fetcher):
         max_prefetch_records: int = 10_000,
         max_prefetch_bytes: int = 64 * MiB,
         clock: Callable[[], float] = time.monotonic,
+        events: Emitter | None = None,
     ) -> None:
         super().__init__(
             kinesis,
@@ -516,6 +548,7 @@ class PollingFetcher(_Fetcher):
             max_prefetch_bytes=max_prefetch_bytes,
             clock=clock,
             heartbeat=min(max(polling.idle_time, 0.05), HEARTBEAT),
+            events=events,
         )
         self._polling = polling
 
@@ -537,6 +570,7 @@ class PollingFetcher(_Fetcher):
                 except KinesioError as exc:
                     if not exc.retriable:
                         raise
+                    self._throttled(exc, "GetShardIterator")
                     await self._back_off(backoff, exc)
                     continue
                 issued = self._clock()
@@ -557,11 +591,13 @@ class PollingFetcher(_Fetcher):
             except KinesioError as exc:
                 if not exc.retriable:
                     raise
+                self._throttled(exc, "GetRecords")
                 await self._back_off(backoff, exc)
                 continue
             backoff.reset()
             expired_in_a_row = 0
             records = self._user_records(out.records)
+            self._fetched("GetRecords", len(out.records), records, out.millis_behind_latest)
             if out.next_shard_iterator is None:
                 await self._finish(records, out.millis_behind_latest, out.child_shards)
                 return
@@ -602,7 +638,9 @@ class FanOutFetcher(_Fetcher):
     data bytes) no event is taken from the subscription, so the server's flow control holds
     the rest. ``stream_name`` is used for ListShards (children at shard end) and to check a
     possible shard end with GetRecords when the service does not signal it. ``start``,
-    ``initial_timestamp`` and ``clock`` are as for :class:`PollingFetcher`.
+    ``initial_timestamp`` and ``clock`` are as for :class:`PollingFetcher`. ``events``
+    receives a ``RecordsFetched`` per subscription event, a ``SubscriptionRenewed`` per
+    subscription after the first and a ``Throttled`` per throttled SubscribeToShard.
     """
 
     def __init__(
@@ -617,6 +655,7 @@ class FanOutFetcher(_Fetcher):
         max_prefetch_records: int = 10_000,
         max_prefetch_bytes: int = 64 * MiB,
         clock: Callable[[], float] = time.monotonic,
+        events: Emitter | None = None,
     ) -> None:
         super().__init__(
             kinesis,
@@ -628,12 +667,15 @@ class FanOutFetcher(_Fetcher):
             max_prefetch_bytes=max_prefetch_bytes,
             clock=clock,
             heartbeat=HEARTBEAT,
+            events=events,
         )
         self._consumer_arn = consumer_arn
         self._continuation: str | None = None
 
     async def _run(self) -> None:
         backoff = _Backoff()
+        subscriptions = 0
+        ended_by = "expired"  # what ended the last subscription (see SubscriptionRenewed)
         while True:
             await self._queue.wait_for_room()
             position = self._resume_position(self._continuation)
@@ -642,11 +684,25 @@ class FanOutFetcher(_Fetcher):
                 async with self._kinesis.subscribe_to_shard(
                     self._consumer_arn, self.shard_id, position
                 ) as events:
+                    subscriptions += 1
+                    if subscriptions > 1:
+                        self._events.emit(
+                            SubscriptionRenewed(
+                                shard_id=self.shard_id, subscription=subscriptions, reason=ended_by
+                            )
+                        )
+                    ended_by = "expired"
                     async for event in events:
                         events_seen += 1
                         backoff.reset()
                         known_closed = self._known_closed
                         records = self._user_records(event.records)
+                        self._fetched(
+                            "SubscribeToShard",
+                            len(event.records),
+                            records,
+                            event.millis_behind_latest,
+                        )
                         if event.continuation_sequence_number is not None:
                             self._continuation = event.continuation_sequence_number
                         elif event.child_shards or self._known_closed:
@@ -666,6 +722,8 @@ class FanOutFetcher(_Fetcher):
             except KinesioError as exc:
                 if not exc.retriable:
                     raise
+                ended_by = getattr(exc, "code", "") or type(exc).__name__
+                self._throttled(exc, "SubscribeToShard")
                 delay = backoff.delay()
                 logger.debug("shard %s: %s; resubscribing in %.2f s", self.shard_id, exc, delay)
                 await asyncio.sleep(delay)

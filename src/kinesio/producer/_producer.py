@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import math
 import random
 import time
 from collections import Counter, deque
@@ -38,7 +39,16 @@ from kinesio._errors import (
 )
 from kinesio._kinesis import KinesisAdminAPI, KinesisAPI
 from kinesio._models import ProducerRecord, PutRecordsEntry, PutRecordsResultEntry, PutResult
-from kinesio.events import Emitter, EventHook, RecordFailed, ShardMapRefreshed, Throttled
+from kinesio.events import (
+    Emitter,
+    EventHook,
+    PutRecordsSent,
+    RecordFailed,
+    ShardMapRefreshed,
+    ShardPutStats,
+    Stats,
+    Throttled,
+)
 from kinesio.metrics import ProducerMetrics, ProducerMetricsRecorder
 from kinesio.producer._autosplit import AutoSplitter
 from kinesio.producer._limiter import ShardLimiter
@@ -102,6 +112,107 @@ class _ShardQueue:
 _Packed = aggregation.AggregateBuilder | None  # an aggregate to build, or a lone record
 
 
+class _Spread:
+    """count / sum / min / max of samples, accumulated (see :class:`kinesio.events.Stats`)."""
+
+    __slots__ = ("count", "maximum", "minimum", "total")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0.0
+        self.minimum = math.inf
+        self.maximum = -math.inf
+
+    def add(self, value: float) -> None:
+        self.count += 1
+        self.total += value
+        if value < self.minimum:
+            self.minimum = value
+        if value > self.maximum:
+            self.maximum = value
+
+    def freeze(self) -> Stats:
+        if not self.count:
+            return Stats()
+        return Stats(self.count, self.total, self.minimum, self.maximum)
+
+
+class _Tally:
+    """One shard's part of one PutRecords request, for :class:`PutRecordsSent`. Kept only
+    while someone listens to events, so the send path pays nothing otherwise."""
+
+    __slots__ = (
+        "buffering_ms",
+        "errors",
+        "kinesis_bytes_put",
+        "kinesis_records_failed",
+        "kinesis_records_put",
+        "latency_ms",
+        "retries",
+        "shard_id",
+        "throttled",
+        "user_bytes_put",
+        "user_records_failed",
+        "user_records_put",
+        "user_records_recovered",
+    )
+
+    def __init__(self, shard_id: str) -> None:
+        self.shard_id = shard_id
+        self.user_records_put = 0
+        self.user_records_recovered = 0
+        self.user_records_failed = 0
+        self.user_bytes_put = 0
+        self.kinesis_records_put = 0
+        self.kinesis_records_failed = 0
+        self.kinesis_bytes_put = 0
+        self.throttled = 0
+        self.errors: Counter[str] = Counter()
+        self.latency_ms = _Spread()
+        self.buffering_ms = _Spread()
+        self.retries = _Spread()
+
+    def delivered(self, p: _Pending, sent: float, now: float) -> None:
+        self.user_records_put += 1
+        if p.attempts > 1:
+            self.user_records_recovered += 1
+        self.user_bytes_put += len(p.record.data)
+        self.latency_ms.add((now - p.created) * 1000.0)
+        self.buffering_ms.add(max(0.0, sent - p.created) * 1000.0)
+        self.retries.add(max(0, p.attempts - 1))
+
+    def failed(self, users: int, code: str) -> None:
+        self.kinesis_records_failed += 1
+        self.user_records_failed += users
+        self.errors[code] += 1
+        if code in _THROTTLE_CODES:
+            self.throttled += 1
+
+    def freeze(self) -> ShardPutStats:
+        return ShardPutStats(
+            shard_id=self.shard_id,
+            user_records_put=self.user_records_put,
+            user_records_recovered=self.user_records_recovered,
+            user_records_failed=self.user_records_failed,
+            user_bytes_put=self.user_bytes_put,
+            kinesis_records_put=self.kinesis_records_put,
+            kinesis_records_failed=self.kinesis_records_failed,
+            kinesis_bytes_put=self.kinesis_bytes_put,
+            throttled=self.throttled,
+            errors=tuple(sorted(self.errors.items())),
+            latency_ms=self.latency_ms.freeze(),
+            buffering_ms=self.buffering_ms.freeze(),
+            retries=self.retries.freeze(),
+        )
+
+
+def _tally(tallies: dict[str, _Tally], shard_id: str) -> _Tally:
+    t = tallies.get(shard_id)
+    if t is None:
+        t = tallies[shard_id] = _Tally(shard_id)
+    return t
+
+
 @dataclass(slots=True)
 class _Entry:
     """One Kinesis record of a request: an aggregate or a lone user record."""
@@ -143,7 +254,7 @@ class AsyncProducer:
     ) -> None:
         if not stream_name:
             raise ValidationError("stream_name must be a non-empty string")
-        self._events = Emitter(on_event)
+        self._events = Emitter(on_event, stream_name=stream_name)
         self.stream_name = stream_name
         self.settings = settings or ProducerSettings()
         if aws is None:
@@ -558,7 +669,11 @@ class AsyncProducer:
             self._notify_error(p.record, err)
 
     def _notify_error(self, record: ProducerRecord, err: KinesioError) -> None:
-        self._events.emit(RecordFailed(partition_key=record.partition_key, error=str(err)))
+        self._events.emit(
+            RecordFailed(
+                partition_key=record.partition_key, error=str(err), error_type=type(err).__name__
+            )
+        )
         if self._on_error is None:
             return
         try:
@@ -739,23 +854,34 @@ class AsyncProducer:
         m = self._metrics
         m.put_records_calls += 1
         m.batch_size.record_value(len(entries))
+        tallies: dict[str, _Tally] | None = {} if self._events.enabled else None
+        error: str | None = None
+        sent = answered = self._clock()
         try:
             try:
-                results = await self._kinesis_api().put_records(
-                    self.stream_name, [e.entry for e in entries]
-                )
+                try:
+                    results = await self._kinesis_api().put_records(
+                        self.stream_name, [e.entry for e in entries]
+                    )
+                finally:
+                    answered = self._clock()
             except KinesioError as exc:
+                error = getattr(exc, "code", "") or type(exc).__name__
+                self._tally_failed(tallies, entries, error)
                 if exc.retriable:
                     logger.debug("PutRecords failed (%s); retrying %d records", exc, len(entries))
+                    if error in _THROTTLE_CODES:
+                        self._emit_whole_call_throttle(entries)
                     now = self._clock()
                     for e in entries:
                         self._backoff(e.shard, now)
-                        self._retry(e.users, getattr(exc, "code", "") or type(exc).__name__, now)
+                        self._retry(e.users, error, now)
                 else:
                     for e in entries:
                         self._fail_many(e.users, exc)
                 return
             except asyncio.CancelledError:
+                tallies = None  # closing: the records' fate is reported through their futures
                 closed = ProducerClosedError(
                     "the producer was closed while this record's PutRecords call was in flight; "
                     "it may or may not have been written"
@@ -765,19 +891,23 @@ class AsyncProducer:
                 raise
             except Exception as exc:
                 logger.exception("unexpected error from PutRecords")
+                error = type(exc).__name__
+                self._tally_failed(tallies, entries, error)
                 err = KinesioError(f"unexpected error from PutRecords: {exc!r}")
                 err.__cause__ = exc
                 for e in entries:
                     self._fail_many(e.users, err)
                 return
             if len(results) != len(entries):
+                error = "MissingResult"
+                self._tally_failed(tallies, entries, error)
                 err = KinesioError(
                     f"PutRecords answered {len(results)} results for {len(entries)} records"
                 )
                 for e in entries:
                     self._fail_many(e.users, err)
                 return
-            await self._handle_results(entries, results, epoch)
+            await self._handle_results(entries, results, epoch, tallies, sent)
         finally:
             self._in_flight -= 1
             self._in_flight_by_epoch[epoch] -= 1
@@ -786,9 +916,33 @@ class AsyncProducer:
             for e in entries:
                 e.shard.in_flight -= 1
             self._wake.set()
+            if tallies is not None:
+                self._events.emit(
+                    PutRecordsSent(
+                        duration_ms=(answered - sent) * 1000.0,
+                        error=error,
+                        shards=tuple(t.freeze() for t in tallies.values()),
+                    )
+                )
+
+    @staticmethod
+    def _tally_failed(tallies: dict[str, _Tally] | None, entries: list[_Entry], code: str) -> None:
+        if tallies is not None:
+            for e in entries:
+                _tally(tallies, e.shard.shard_id).failed(len(e.users), code)
+
+    def _emit_whole_call_throttle(self, entries: list[_Entry]) -> None:
+        per_shard = Counter(e.shard.shard_id for e in entries)
+        for shard_id, records in per_shard.items():
+            self._events.emit(Throttled(operation="PutRecords", shard_id=shard_id, records=records))
 
     async def _handle_results(
-        self, entries: list[_Entry], results: list[PutRecordsResultEntry], epoch: int
+        self,
+        entries: list[_Entry],
+        results: list[PutRecordsResultEntry],
+        epoch: int,
+        tallies: dict[str, _Tally] | None = None,
+        sent: float = 0.0,
     ) -> None:
         now = self._clock()
         m = self._metrics
@@ -799,6 +953,11 @@ class AsyncProducer:
         for e, r in zip(entries, results, strict=True):
             if r.error_code is None and r.shard_id is not None and r.sequence_number is not None:
                 m.kinesis_records_put += 1
+                tally = None
+                if tallies is not None:
+                    tally = _tally(tallies, r.shard_id)
+                    tally.kinesis_records_put += 1
+                    tally.kinesis_bytes_put += len(e.entry.data)
                 if r.shard_id != e.shard.shard_id:
                     stale_map = True
                     if len(e.users) > 1:
@@ -811,12 +970,17 @@ class AsyncProducer:
                     self._succeed(
                         p, r.shard_id, r.sequence_number, i if len(e.users) > 1 else 0, now
                     )
+                if tally is not None:
+                    for p in e.users:
+                        tally.delivered(p, sent, now)
             else:
                 code = r.error_code or "MissingResult"
                 if code in _THROTTLE_CODES:
                     m.throttled += 1
                     throttled[e.shard] += 1
                 failed.add(e.shard)
+                if tallies is not None:
+                    _tally(tallies, e.shard.shard_id).failed(len(e.users), code)
                 self._retry(e.users, code, now)
         if self._autosplit is not None:
             self._count_for_autosplit(entries, results)
@@ -847,8 +1011,12 @@ class AsyncProducer:
                 for i, p in enumerate(e.users):
                     if actual is not None and actual.contains(p.hash_key):
                         self._succeed(p, r.shard_id, r.sequence_number, i, now)
+                        if tallies is not None:
+                            _tally(tallies, r.shard_id).delivered(p, sent, now)
                     else:
                         retry.append(p)
+                if tallies is not None:
+                    _tally(tallies, r.shard_id).user_records_failed += len(retry)
                 if retry:
                     self._retry(retry, "WrongShard", now)
 
