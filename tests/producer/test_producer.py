@@ -380,6 +380,32 @@ async def test_close_with_timeout_fails_what_is_left_and_reports_it() -> None:
     assert len(reported) == 50
 
 
+async def test_close_fails_records_of_a_request_cancelled_before_it_ran() -> None:
+    # The race behind a rare failure of the test above: aclose() cancels a request task that
+    # the sender created in the same loop turn, so the task's body (and its own failure path)
+    # never runs. Those records are neither queued nor resolved; aclose() must still fail them.
+    kinesis = await make_stream(1)
+    reported: list[KinesioError] = []
+    producer = AsyncProducer(
+        STREAM,
+        kinesis=kinesis,
+        settings=settings(linger=30.0, record_ttl=300.0),
+        on_error=lambda r, e: reported.append(e),
+    )
+    await producer.start()
+    futures = [await producer.put(b"c", partition_key=f"k{i}") for i in range(20)]
+    producer._dispatch(producer._clock() + 31.0)  # past linger: the request task is created
+    requests = list(producer._tasks)
+    assert requests
+    for task in requests:
+        task.cancel()  # before its first step
+    await producer.aclose(timeout=0.2)
+    assert all(f.done() for f in futures)
+    assert all(isinstance(f.exception(), ProducerClosedError) for f in futures)
+    assert len(reported) == 20
+    assert not await all_user_records(kinesis, STREAM)
+
+
 async def test_shard_map_is_refreshed_after_a_split_and_nothing_is_lost() -> None:
     kinesis = await make_stream(2)
     expected: list[bytes] = []

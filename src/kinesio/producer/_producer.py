@@ -282,6 +282,9 @@ class AsyncProducer:
         # without adding a callback to every future (that cost ~10 µs a record at 100k).
         self._generation = 0
         self._unresolved: dict[int, int] = {}
+        # Every accepted, unresolved record: aclose() fails whatever is still here at the end,
+        # so a record no path resolved (a request cancelled before it ran) cannot vanish.
+        self._live: set[_Pending] = set()
         self._flush_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._in_flight = 0
         self._in_flight_by_epoch: Counter[int] = Counter()
@@ -411,6 +414,11 @@ class AsyncProducer:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        # A request task cancelled before its first step never ran its own failure path, and
+        # one cancelled while handling an answer may hold records it had not resolved yet.
+        orphans = [p for p in self._live if not p.future.done()]
+        if orphans:
+            self._fail_many(orphans, closed)
         if self._autosplit is not None:
             await self._autosplit.aclose()
         self._state = "closed"
@@ -526,6 +534,7 @@ class AsyncProducer:
         self._buffered_records += 1
         self._buffered_bytes += size
         self._unresolved[gen] = self._unresolved.get(gen, 0) + 1
+        self._live.add(p)
         self._metrics.record_size.record_value(max(1, len(record.data)))
         self._enqueue(p, front=False)
         return future
@@ -631,6 +640,7 @@ class AsyncProducer:
     # -- internals: resolving ----------------------------------------------------------------
 
     def _release(self, p: _Pending) -> None:
+        self._live.discard(p)
         self._buffered_records -= 1
         self._buffered_bytes -= p.size
         left = self._unresolved[p.generation] - 1
