@@ -119,6 +119,7 @@ class LeaseHandle:
                     shard_id=self.key,
                     sequence_number=position.sequence_number,
                     sub_sequence_number=position.sub_sequence_number,
+                    lease_counter=written.lease_counter,
                 )
             )
 
@@ -305,7 +306,10 @@ class LeaseCoordinator:
             )
             self.events.emit(
                 LeaseAcquired(
-                    lease_key=key, previous_owner=lease.lease_owner, stolen=key in plan.steal
+                    lease_key=key,
+                    previous_owner=lease.lease_owner,
+                    stolen=key in plan.steal,
+                    lease_counter=taken.lease_counter,
                 )
             )
             handle = LeaseHandle(taken, self.store, self.worker_id, self._clock, self.events)
