@@ -78,6 +78,7 @@ from kinesio.testing import CONNECTION_CLOSED, READ_TIMEOUT, BotocoreFaults, Fau
 from kinesio.testing.chaos import (
     Disruption,
     LeaseSnapshot,
+    LogTail,
     WorkerLog,
     consumer_verdict,
     format_table,
@@ -343,7 +344,9 @@ class Worker:
     log: Path
     stderr: IO[bytes]
     stopped: bool = False
-    offset: int = 0
+
+    def __post_init__(self) -> None:
+        self.tail = LogTail(self.log)
 
 
 @dataclass
@@ -411,17 +414,7 @@ class Run:
     def read_handled(self) -> None:
         """Add what the workers logged since the last call to ``handled``."""
         for w in self.workers:
-            if not w.log.exists():
-                continue
-            with w.log.open("rb") as f:
-                f.seek(w.offset)
-                chunk = f.read()
-            end = chunk.rfind(b"\n") + 1
-            w.offset += end
-            for line in chunk[:end].split(b"\n"):
-                if line.startswith(b"R "):
-                    parts = line.split(b" ")
-                    self.handled.add((parts[5].decode(), int(parts[6])))
+            self.handled.update((key, n) for _, key, n in w.tail.handled())
 
 
 STORM_SECONDS = 2.0

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import boto3
+
 from kinesio import aggregation
 from kinesio._models import ProducerRecord
+from kinesio.local import LocalEndpoint
 from kinesio.testing import InMemoryKinesis
 
 
@@ -31,3 +36,25 @@ async def stored_user_records(
 
 async def all_user_records(kinesis: InMemoryKinesis, stream: str) -> list[ProducerRecord]:
     return [u for rows in (await stored_user_records(kinesis, stream)).values() for _, _, u in rows]
+
+
+def stored_by_shard(endpoint: LocalEndpoint, stream: str) -> dict[str, list[ProducerRecord]]:
+    """Per shard, its user records in stored order (deaggregated), read with plain boto3."""
+    client: Any = boto3.client("kinesis", endpoint_url=endpoint.endpoint_url)
+    out: dict[str, list[ProducerRecord]] = {}
+    for shard in client.list_shards(StreamName=stream)["Shards"]:
+        rows = out.setdefault(shard["ShardId"], [])
+        it = client.get_shard_iterator(
+            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while it:
+            resp = client.get_records(ShardIterator=it, Limit=10_000)
+            for r in resp["Records"]:
+                if aggregation.is_aggregate(r["Data"]):
+                    rows.extend(aggregation.decode(r["Data"]))
+                else:
+                    rows.append(ProducerRecord(r["Data"], r["PartitionKey"]))
+            if not resp["Records"]:
+                break
+            it = resp.get("NextShardIterator")
+    return out

@@ -15,8 +15,8 @@ from typing import Any
 import boto3
 import pytest
 
-from _streams import all_user_records
-from kinesio import AsyncProducer, ProducerSettings, aggregation
+from _streams import all_user_records, stored_by_shard
+from kinesio import AsyncProducer, ProducerSettings
 from kinesio._models import ExtendedSequenceNumber, Lease
 from kinesio.events import CheckpointWritten, LeaseAcquired, LeaseLostEvent
 from kinesio.local import LocalEndpoint
@@ -239,23 +239,7 @@ def fire_stream(moto_endpoint: LocalEndpoint) -> Iterator[str]:
 
 
 def stored_on_moto(endpoint: LocalEndpoint, stream: str) -> Counter[bytes]:
-    client: Any = boto3.client("kinesis", endpoint_url=endpoint.endpoint_url)
-    out: Counter[bytes] = Counter()
-    for shard in client.list_shards(StreamName=stream)["Shards"]:
-        it = client.get_shard_iterator(
-            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while it:
-            resp = client.get_records(ShardIterator=it, Limit=10_000)
-            for r in resp["Records"]:
-                if aggregation.is_aggregate(r["Data"]):
-                    out.update(u.data for u in aggregation.decode(r["Data"]))
-                else:
-                    out[r["Data"]] += 1
-            if not resp["Records"]:
-                break
-            it = resp.get("NextShardIterator")
-    return out
+    return Counter(r.data for rows in stored_by_shard(endpoint, stream).values() for r in rows)
 
 
 @pytest.mark.integration

@@ -37,7 +37,13 @@ from kinesio.cli._app import app, console, fail, run_async
 from kinesio.leases import DynamoDBLeaseStore
 from kinesio.local import LOCAL_ACCESS_KEY, LOCAL_REGION, LOCAL_SECRET_KEY, moto_server
 from kinesio.producer import AsyncProducer
-from kinesio.testing.chaos import Disruption, consumer_verdict, payload, read_worker_log
+from kinesio.testing.chaos import (
+    Disruption,
+    LogTail,
+    consumer_verdict,
+    payload,
+    read_worker_log,
+)
 
 STREAM = "playground"
 APP = "playground-app"
@@ -49,8 +55,10 @@ class _Worker:
     log: Path
     proc: subprocess.Popen[bytes]
     stderr: IO[bytes]
-    offset: int = 0
     killed: bool = False
+
+    def __post_init__(self) -> None:
+        self.tail = LogTail(self.log)
 
 
 @dataclass
@@ -77,19 +85,9 @@ class _State:
 
 def _read_logs(state: _State, workers: list[_Worker]) -> None:
     for w in workers:
-        if not w.log.exists():
-            continue
-        with w.log.open("rb") as f:
-            f.seek(w.offset)
-            chunk = f.read()
-        end = chunk.rfind(b"\n") + 1
-        w.offset += end
-        for line in chunk[:end].decode(errors="replace").splitlines():
-            parts = line.split(" ")  # WorkerLog: "R time shard seq sub key n" per record
-            if parts[0] != "R" or len(parts) != 7:
-                continue
-            state.consumed[(parts[5], int(parts[6]))] += 1
-            state.consumed_per_shard[parts[2]] += 1
+        for shard, key, n in w.tail.handled():
+            state.consumed[(key, n)] += 1
+            state.consumed_per_shard[shard] += 1
 
 
 def _shard_state(lease: Lease, by_key: dict[str, Lease]) -> str:

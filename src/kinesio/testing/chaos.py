@@ -55,6 +55,7 @@ __all__ = [
     "Disruption",
     "Failover",
     "Handled",
+    "LogTail",
     "LeaseSnapshot",
     "LeaseWrite",
     "ProducerVerdict",
@@ -178,6 +179,30 @@ class WorkerLog:
     def _write(self, line: str) -> None:
         self._out.write(line + "\n")
         self._out.flush()
+
+
+class LogTail:
+    """Follows a :class:`WorkerLog` file while it grows: :meth:`handled` returns the
+    ``(shard, key, n)`` of the records logged since the last call (complete lines only)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+
+    def handled(self) -> list[tuple[str, str, int]]:
+        if not self.path.exists():
+            return []
+        with self.path.open("rb") as f:
+            f.seek(self._offset)
+            chunk = f.read()
+        end = chunk.rfind(b"\n") + 1
+        self._offset += end
+        out: list[tuple[str, str, int]] = []
+        for line in chunk[:end].split(b"\n"):
+            if line.startswith(b"R "):
+                parts = line.decode().split(" ")  # R time shard seq sub key n
+                out.append((parts[2], parts[5], int(parts[6])))
+        return out
 
 
 @dataclass
