@@ -344,6 +344,7 @@ class Worker:
     log: Path
     stderr: IO[bytes]
     stopped: bool = False
+    last_handled: float = float("-inf")  # time.monotonic() of the last record read
 
     def __post_init__(self) -> None:
         self.tail = LogTail(self.log)
@@ -413,8 +414,18 @@ class Run:
 
     def read_handled(self) -> None:
         """Add what the workers logged since the last call to ``handled``."""
+        now = time.monotonic()
         for w in self.workers:
-            self.handled.update((key, n) for _, key, n in w.tail.handled())
+            fresh = w.tail.handled()
+            if fresh:
+                w.last_handled = now
+            self.handled.update((key, n) for _, key, n in fresh)
+
+    def victim(self, rng: random.Random) -> Worker:
+        """A live worker, preferably one that handled records in the last 3 s (so it holds
+        leases: killing or stopping it makes them fail over)."""
+        busy = [w for w in self.live() if w.last_handled > time.monotonic() - 3.0]
+        return rng.choice(busy or self.live())
 
 
 STORM_SECONDS = 2.0
@@ -487,16 +498,17 @@ async def scheduler(run: Run, kinesis: AioKinesis, stop: asyncio.Event) -> None:
     merge_pair: tuple[str, str] | None = None
     next_merge = float("inf")
     while not stop.is_set():
+        run.read_handled()
         now = time.monotonic()
         if "kill" in run.faults and now >= next_kill and len(run.live()) > 1:
             next_kill += size.kill_every
-            victim = rng.choice(run.live())
+            victim = run.victim(rng)
             victim.proc.send_signal(signal.SIGKILL)
             run.note("kill -9", victim.name)
             run.note("replacement", run.start_worker().name)
         if "stop" in run.faults and stops and now >= stops[0] and len(run.live()) > 1:
             stops.pop(0)
-            zombie = rng.choice(run.live())
+            zombie = run.victim(rng)
             zombie.proc.send_signal(signal.SIGSTOP)
             zombie.stopped = True
             run.note("SIGSTOP", zombie.name, f"for {2.5 * size.failover:.0f} s")
