@@ -286,7 +286,13 @@ def worker_faults(rate: float, seed: int) -> BotocoreFaults:
 async def run_worker(args: argparse.Namespace) -> None:
     faults = worker_faults(args.fault_rate, seed=os.getpid())
     kinesis = await AioKinesis.create(faults.aws_config(LocalEndpoint(args.kinesis)))
-    store = DynamoDBLeaseStore(args.app, aws=LocalEndpoint(args.dynamodb).aws_config())
+    lease_faults = BotocoreFaults(
+        Fault("*", "InternalServerError", probability=args.fault_rate / 2),
+        Fault("*", CONNECTION_CLOSED, probability=args.fault_rate / 4),
+        seed=os.getpid(),
+        service="dynamodb",
+    )
+    store = DynamoDBLeaseStore(args.app, aws=lease_faults.aws_config(LocalEndpoint(args.dynamodb)))
     settings = ConsumerSettings(
         worker_id=args.name,
         failover_time=args.failover,
