@@ -731,6 +731,7 @@ async def consumer_run(args: argparse.Namespace) -> int:
 
 async def producer_run(args: argparse.Namespace) -> int:
     records = args.records or 20_000
+    resets: list[int] = []
     with contextlib.ExitStack() as stack:
         endpoints = stack.enter_context(emulators(args.backend))
         proxy = stack.enter_context(ResettingProxy(endpoints.kinesis))
@@ -763,7 +764,7 @@ async def producer_run(args: argparse.Namespace) -> int:
                 if i == records // 4:
                     faults.inject(Fault("PutRecords", PTE, count=30))  # a storm
                 if i and i % (records // 5) == 0:
-                    await asyncio.to_thread(proxy.reset)
+                    resets.append(await asyncio.to_thread(proxy.reset))
                 if i % 100 == 0:
                     await asyncio.sleep(0.005)  # records flow while faults hit
 
@@ -783,7 +784,10 @@ async def producer_run(args: argparse.Namespace) -> int:
     print(format_table(f"producer under fire: {args.backend}, {records} records", verdict.rows()))
     for problem in (verdict.vanished + verdict.order_violations)[:10]:
         print("  " + problem)
-    print(f"faults injected: {dict(faults.injected)}")
+    print(
+        f"faults injected: {dict(faults.injected)}; connection resets: {len(resets)} "
+        f"({sum(resets)} connections); closed after {records * 3 // 4} puts"
+    )
     print("VERDICT: OK" if verdict.ok else "VERDICT: FAILED", flush=True)
     return 0 if verdict.ok else 1
 
