@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import boto3
@@ -58,3 +61,22 @@ def stored_by_shard(endpoint: LocalEndpoint, stream: str) -> dict[str, list[Prod
                 break
             it = resp.get("NextShardIterator")
     return out
+
+
+def stored_data(endpoint: LocalEndpoint, stream: str) -> Counter[bytes]:
+    """How many times each payload is in the stream (user records, deaggregated)."""
+    return Counter(r.data for rows in stored_by_shard(endpoint, stream).values() for r in rows)
+
+
+@contextmanager
+def moto_stream(endpoint: LocalEndpoint, name: str, shards: int = 3) -> Iterator[str]:
+    """A stream on moto's server for the block: created, waited for, deleted afterwards."""
+    client: Any = boto3.client("kinesis", endpoint_url=endpoint.endpoint_url)
+    client.create_stream(StreamName=name, ShardCount=shards)
+    client.get_waiter("stream_exists").wait(
+        StreamName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 50}
+    )
+    try:
+        yield name
+    finally:
+        client.delete_stream(StreamName=name)

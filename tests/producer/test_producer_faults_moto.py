@@ -11,12 +11,10 @@ import dataclasses
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from typing import Any
 
-import boto3
 import pytest
 
-from _streams import stored_by_shard
+from _streams import moto_stream, stored_by_shard, stored_data
 from kinesio import AsyncProducer, ProducerSettings
 from kinesio._errors import (
     AccessDeniedError,
@@ -37,21 +35,10 @@ PTE = "ProvisionedThroughputExceededException"
 _counter = iter(range(10**6))
 
 
-def stored_data(endpoint: LocalEndpoint, stream: str) -> Counter[bytes]:
-    """How many times each payload is in the stream."""
-    return Counter(r.data for rows in stored_by_shard(endpoint, stream).values() for r in rows)
-
-
 @pytest.fixture
 def stream(moto_endpoint: LocalEndpoint) -> Iterator[str]:
-    name = f"producer-faults-{next(_counter)}"
-    client: Any = boto3.client("kinesis", endpoint_url=moto_endpoint.endpoint_url)
-    client.create_stream(StreamName=name, ShardCount=3)
-    client.get_waiter("stream_exists").wait(
-        StreamName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 50}
-    )
-    yield name
-    client.delete_stream(StreamName=name)
+    with moto_stream(moto_endpoint, f"producer-faults-{next(_counter)}") as name:
+        yield name
 
 
 async def put_all(

@@ -12,10 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
-from _streams import all_user_records, stored_by_shard
+from _streams import all_user_records, moto_stream, stored_data
 from kinesio import AsyncProducer, ProducerSettings
 from kinesio._models import ExtendedSequenceNumber, Lease
 from kinesio.events import CheckpointWritten, LeaseAcquired, LeaseLostEvent
@@ -228,18 +227,8 @@ async def test_producer_under_fire_in_memory_keeps_every_record(ordered: bool) -
 
 @pytest.fixture
 def fire_stream(moto_endpoint: LocalEndpoint) -> Iterator[str]:
-    name = f"fire-{os.getpid()}-{id(object())}"
-    client: Any = boto3.client("kinesis", endpoint_url=moto_endpoint.endpoint_url)
-    client.create_stream(StreamName=name, ShardCount=3)
-    client.get_waiter("stream_exists").wait(
-        StreamName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 50}
-    )
-    yield name
-    client.delete_stream(StreamName=name)
-
-
-def stored_on_moto(endpoint: LocalEndpoint, stream: str) -> Counter[bytes]:
-    return Counter(r.data for rows in stored_by_shard(endpoint, stream).values() for r in rows)
+    with moto_stream(moto_endpoint, f"fire-{os.getpid()}-{id(object())}") as name:
+        yield name
 
 
 @pytest.mark.integration
@@ -285,7 +274,7 @@ async def test_producer_under_fire_on_moto_keeps_every_record(
     assert v.delivered + v.reported_failed == v.produced
     assert faults.injected[PTE] > 0
     assert faults.calls["PutRecords"] > 20
-    check_delivered(v, await asyncio.to_thread(stored_on_moto, moto_endpoint, fire_stream))
+    check_delivered(v, await asyncio.to_thread(stored_data, moto_endpoint, fire_stream))
 
 
 # -- the harness ------------------------------------------------------------------------------
