@@ -24,6 +24,7 @@ from kinesio.testing import CONNECTION_CLOSED, BotocoreFaults, Fault, InMemoryKi
 from kinesio.testing.chaos import (
     Disruption,
     LeaseSnapshot,
+    LeaseWrite,
     WorkerLog,
     WorkerRecords,
     consumer_verdict,
@@ -161,8 +162,6 @@ def test_failover_time_is_measured_from_the_disruption(tmp_path: Path) -> None:
     t_kill = records[0].writes[-1].t + 0.5
     # w2 takes s0 two seconds after the kill; nobody takes s1
     records.append(WorkerRecords())
-    from kinesio.testing.chaos import LeaseWrite
-
     records[1].writes.append(LeaseWrite(t_kill + 2.0, "w2", "s0", 2, "take"))
     v = consumer_verdict([], records, disruptions=[Disruption(t_kill, "kill -9", "w1")])
     (failover,) = v.failovers
@@ -170,6 +169,26 @@ def test_failover_time_is_measured_from_the_disruption(tmp_path: Path) -> None:
     assert failover.seconds[0] == pytest.approx(2.0)
     assert failover.seconds[1] is None
     assert failover.worst is None
+    assert not v.ok  # a lease nobody took over is a stuck shard
+
+
+def test_a_lease_stolen_or_finished_before_the_fault_is_not_its_failover(
+    tmp_path: Path,
+) -> None:
+    logs = Logs(tmp_path)
+    logs.take("w1", "s0", 1)
+    logs.take("w1", "s1", 1)
+    logs.take("w2", "s0", 3)  # stolen; w1 has not noticed yet
+    logs.checkpoint("w1", "s1", 2, 9)  # s1 ends: SHARD_END below
+    records = logs.read()
+    ended = records[0].writes[-1]
+    records[0].writes[-1] = LeaseWrite(
+        ended.t, "w1", "s1", 2, "checkpoint", ExtendedSequenceNumber("SHARD_END")
+    )
+    v = consumer_verdict([], records, disruptions=[Disruption(ended.t + 1, "kill -9", "w1")])
+    (failover,) = v.failovers
+    assert failover.shards == ()
+    assert v.ok
 
 
 # -- the producer under fire ------------------------------------------------------------------

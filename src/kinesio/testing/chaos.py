@@ -291,6 +291,7 @@ class ConsumerVerdict:
             or self.order_violations
             or self.duplicates_unexplained
             or self.checkpoint_regressions
+            or any(s is None for f in self.failovers for s in f.seconds)  # a stuck lease
         )
 
     def rows(self) -> list[tuple[str, str, str]]:
@@ -510,12 +511,27 @@ def _failovers(logs: Sequence[WorkerRecords], disruptions: Sequence[Disruption])
     for d in disruptions:
         if d.worker is None or d.kind not in ("kill -9", "SIGSTOP"):
             continue
-        held: set[str] = set()
+        # held: the worker's take is the shard's latest before the fault, and it did not leave
+        # it since (a lease stolen just before the fault is not the faulted worker's any more)
+        holder: dict[str, str | None] = {}
         for t, worker, shard, sign in events:
             if t > d.t:
                 break
-            if worker == d.worker:
-                (held.add if sign == "+" else held.discard)(shard)
+            if sign == "+":
+                holder[shard] = worker
+            elif holder.get(shard) == worker:
+                holder[shard] = None
+        held = {shard for shard, worker in holder.items() if worker == d.worker}
+        held -= {
+            w.shard  # it ended (SHARD_END written) before the fault: nothing left to take over
+            for log in logs
+            for w in log.writes
+            if w.kind == "checkpoint"
+            and w.t <= d.t
+            and w.position is not None
+            and w.position.sequence_number == "SHARD_END"
+            and w.shard in held
+        }
         seconds: list[float | None] = []
         for shard in sorted(held):
             taken = next(
