@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import boto3
+
 from kinesio import aggregation
 from kinesio._models import ProducerRecord
+from kinesio.local import LocalEndpoint
 from kinesio.testing import InMemoryKinesis
 
 
@@ -31,3 +39,44 @@ async def stored_user_records(
 
 async def all_user_records(kinesis: InMemoryKinesis, stream: str) -> list[ProducerRecord]:
     return [u for rows in (await stored_user_records(kinesis, stream)).values() for _, _, u in rows]
+
+
+def stored_by_shard(endpoint: LocalEndpoint, stream: str) -> dict[str, list[ProducerRecord]]:
+    """Per shard, its user records in stored order (deaggregated), read with plain boto3."""
+    client: Any = boto3.client("kinesis", endpoint_url=endpoint.endpoint_url)
+    out: dict[str, list[ProducerRecord]] = {}
+    for shard in client.list_shards(StreamName=stream)["Shards"]:
+        rows = out.setdefault(shard["ShardId"], [])
+        it = client.get_shard_iterator(
+            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while it:
+            resp = client.get_records(ShardIterator=it, Limit=10_000)
+            for r in resp["Records"]:
+                if aggregation.is_aggregate(r["Data"]):
+                    rows.extend(aggregation.decode(r["Data"]))
+                else:
+                    rows.append(ProducerRecord(r["Data"], r["PartitionKey"]))
+            if not resp["Records"]:
+                break
+            it = resp.get("NextShardIterator")
+    return out
+
+
+def stored_data(endpoint: LocalEndpoint, stream: str) -> Counter[bytes]:
+    """How many times each payload is in the stream (user records, deaggregated)."""
+    return Counter(r.data for rows in stored_by_shard(endpoint, stream).values() for r in rows)
+
+
+@contextmanager
+def moto_stream(endpoint: LocalEndpoint, name: str, shards: int = 3) -> Iterator[str]:
+    """A stream on moto's server for the block: created, waited for, deleted afterwards."""
+    client: Any = boto3.client("kinesis", endpoint_url=endpoint.endpoint_url)
+    client.create_stream(StreamName=name, ShardCount=shards)
+    client.get_waiter("stream_exists").wait(
+        StreamName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 50}
+    )
+    try:
+        yield name
+    finally:
+        client.delete_stream(StreamName=name)

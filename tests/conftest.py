@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
 
-import boto3
 import pytest
 
+from _streams import moto_stream as stream_on_moto
 from kinesio.local import LocalEndpoint, moto_server
 
 
@@ -57,19 +57,10 @@ def kinesis_mock_endpoint() -> Iterator[LocalEndpoint]:
 def moto_stream(moto_endpoint: LocalEndpoint) -> Iterator[Callable[[str, int], str]]:
     """``moto_stream(prefix, shards)``: a new ACTIVE stream on moto (a unique name starting with
     ``prefix``); every stream made is deleted when the test ends."""
-    client: Any = boto3.client("kinesis", endpoint_url=moto_endpoint.endpoint_url)
-    made: list[str] = []
+    with contextlib.ExitStack() as made:
 
-    def make(prefix: str, shards: int) -> str:
-        name = f"{prefix}-{uuid.uuid4().hex[:10]}"
-        client.create_stream(StreamName=name, ShardCount=shards)
-        made.append(name)
-        client.get_waiter("stream_exists").wait(
-            StreamName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 50}
-        )
-        return name
+        def make(prefix: str, shards: int) -> str:
+            name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+            return made.enter_context(stream_on_moto(moto_endpoint, name, shards))
 
-    yield make
-    for name in made:
-        client.delete_stream(StreamName=name)
-    client.close()
+        yield make

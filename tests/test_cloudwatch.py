@@ -180,7 +180,7 @@ async def test_a_failed_flush_keeps_the_data_for_the_next(moto_endpoint: LocalEn
     ns = namespace()
     metrics = CloudWatchMetrics(namespace=ns, aws=aws)
     metrics(ev.CheckpointWritten(stream_name="s", shard_id="a", sequence_number="1",
-                                 sub_sequence_number=0))  # fmt: skip
+                                 sub_sequence_number=0, lease_counter=2))  # fmt: skip
     with pytest.raises(kinesio.AccessDeniedError):
         await metrics.flush()
     assert isinstance(metrics.last_error, kinesio.AccessDeniedError)
@@ -198,7 +198,11 @@ async def test_data_rejected_as_invalid_is_dropped_and_said(
         Fault("PutMetricData", "InvalidParameterValue", count=1), service="cloudwatch"
     )
     metrics = CloudWatchMetrics(namespace=namespace(), aws=faults.aws_config(moto_endpoint))
-    metrics(ev.LeaseAcquired(stream_name="s", lease_key="a", previous_owner=None, stolen=False))
+    metrics(
+        ev.LeaseAcquired(
+            stream_name="s", lease_key="a", previous_owner=None, stolen=False, lease_counter=1
+        )
+    )
     with pytest.raises(kinesio.InvalidArgumentError):
         await metrics.flush()
     assert metrics.dropped > 0

@@ -142,7 +142,9 @@ def test_lease_shard_and_failure_events_map_to_their_series() -> None:
     registry = CollectorRegistry()
     metrics = PrometheusMetrics(registry)
     for event in (
-        ev.LeaseAcquired(stream_name="s", lease_key="a", previous_owner="w2", stolen=True),
+        ev.LeaseAcquired(
+            stream_name="s", lease_key="a", previous_owner="w2", stolen=True, lease_counter=3
+        ),
         ev.RecordsFetched(
             stream_name="s",
             shard_id="a",

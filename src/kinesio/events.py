@@ -37,11 +37,15 @@ class DiagnosticEvent:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LeaseAcquired(DiagnosticEvent):
-    """This worker took a lease: unowned or expired (``stolen`` False) or from a live worker."""
+    """This worker took a lease: unowned or expired (``stolen`` False) or from a live worker.
+
+    ``lease_counter`` is the counter the take wrote (the fencing token this worker now holds).
+    """
 
     lease_key: str
     previous_owner: str | None
     stolen: bool
+    lease_counter: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,9 +98,13 @@ class ShardEnded(DiagnosticEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CheckpointWritten(DiagnosticEvent):
+    """A checkpoint was written; ``lease_counter`` is the counter the write set (fenced by the
+    one before it, which this worker held)."""
+
     shard_id: str
     sequence_number: str
     sub_sequence_number: int
+    lease_counter: int
 
 
 # -- producer ------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
@@ -17,8 +17,8 @@ from kinesio import (
     Polling,
     ProducerSettings,
 )
-from kinesio._errors import LeaseLost, ValidationError
-from kinesio._models import SHARD_END, ExtendedSequenceNumber, Record
+from kinesio._errors import EndpointConnectionError, LeaseLost, ValidationError
+from kinesio._models import SHARD_END, ExtendedSequenceNumber, Lease, Record
 from kinesio.consumer import (
     Checkpointer,
     InitializationInput,
@@ -28,7 +28,7 @@ from kinesio.consumer import (
     ShutdownRequestedInput,
 )
 from kinesio.leases import MemoryLeaseStore
-from kinesio.testing import InMemoryKinesis
+from kinesio.testing import CONNECTION_ERROR, Fault, InMemoryKinesis
 
 STREAM = "events"
 APP = "billing"
@@ -375,3 +375,62 @@ async def test_checkpoint_arguments_are_validated() -> None:
         assert shard.checkpointer.last_checkpoint == batch[-1].position
         with pytest.raises(ValidationError, match="before the current checkpoint"):
             await shard.checkpointer.checkpoint(ExtendedSequenceNumber("1"))
+
+
+@pytest.mark.parametrize("failing", ["ListShards", "lease table"])
+async def test_transient_errors_at_shard_end_do_not_stop_the_worker(failing: str) -> None:
+    """A connection reset while a shard ends (ListShards, or the lease table) is retried while
+    the lease is held: the worker finishes the shard and reads the children; before, the error
+    ended consume_with and the whole worker."""
+    kinesis = await make_stream(1)
+    store = FlakyLeaseStore()
+    await produce(kinesis, 0, 100)
+    (parent,) = await kinesis.list_shards(STREAM)
+    seen = Seen()
+    consumer = AsyncConsumer(
+        STREAM, application_name=APP, settings=fast(), kinesis=kinesis, lease_store=store
+    )
+    task = await run_worker(consumer, seen.handler("a"), checkpoint_every=10)
+    await wait_for(lambda: seen.numbers() >= set(range(100)))
+    if failing == "ListShards":
+        kinesis.inject(Fault("ListShards", CONNECTION_ERROR))
+    else:
+        store.failing = True
+    middle = (parent.starting_hash_key + parent.ending_hash_key) // 2
+    await kinesis.split_shard(STREAM, parent.shard_id, middle)
+    await asyncio.sleep(1.0)  # the parent reaches its end while the errors last
+    assert not task.done()
+    kinesis.clear_faults()
+    store.failing = False
+    await produce(kinesis, 100, 200)  # into the children
+    await wait_for(lambda: seen.numbers() >= set(range(200)), timeout=30)
+    await consumer.aclose()
+    await task  # ended by the shutdown, not by an error
+    leases = {lease.lease_key: lease for lease in await store.list_leases()}
+    assert parent.shard_id not in leases or leases[parent.shard_id].checkpoint == (
+        ExtendedSequenceNumber(SHARD_END)
+    )
+    assert store.refused > 0 or failing == "ListShards"
+
+
+class FlakyLeaseStore(MemoryLeaseStore):
+    """A memory lease store whose reads and checkpoints fail like a dropped connection while
+    ``failing`` is set (renewals and takes go through, so the lease stays held)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing = False
+        self.refused = 0
+
+    def _maybe_fail(self) -> None:
+        if self.failing:
+            self.refused += 1
+            raise EndpointConnectionError("connection reset", operation="Scan")
+
+    async def list_leases(self) -> list[Lease]:
+        self._maybe_fail()
+        return await super().list_leases()
+
+    async def checkpoint(self, *args: Any, **kw: Any) -> Lease | None:
+        self._maybe_fail()
+        return await super().checkpoint(*args, **kw)

@@ -11,12 +11,11 @@ import dataclasses
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from typing import Any
 
-import boto3
 import pytest
 
-from kinesio import AsyncProducer, ProducerSettings, aggregation
+from _streams import stored_by_shard, stored_data
+from kinesio import AsyncProducer, ProducerSettings
 from kinesio._errors import (
     AccessDeniedError,
     KinesioError,
@@ -33,33 +32,6 @@ pytestmark = pytest.mark.integration
 # (ordered=True already sends at most one request per shard).
 FAST = ProducerSettings(linger=0.02, retry_backoff=0.02, max_retry_backoff=0.2, max_in_flight=1)
 PTE = "ProvisionedThroughputExceededException"
-
-
-def stored_by_shard(endpoint: LocalEndpoint, stream: str) -> dict[str, list[ProducerRecord]]:
-    """Per shard, its user records in stored order (deaggregated), read with plain boto3."""
-    client: Any = boto3.client("kinesis", endpoint_url=endpoint.endpoint_url)
-    out: dict[str, list[ProducerRecord]] = {}
-    for shard in client.list_shards(StreamName=stream)["Shards"]:
-        rows = out.setdefault(shard["ShardId"], [])
-        it = client.get_shard_iterator(
-            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while it:
-            resp = client.get_records(ShardIterator=it, Limit=10_000)
-            for r in resp["Records"]:
-                if aggregation.is_aggregate(r["Data"]):
-                    rows.extend(aggregation.decode(r["Data"]))
-                else:
-                    rows.append(ProducerRecord(r["Data"], r["PartitionKey"]))
-            if not resp["Records"]:
-                break
-            it = resp.get("NextShardIterator")
-    return out
-
-
-def stored_data(endpoint: LocalEndpoint, stream: str) -> Counter[bytes]:
-    """How many times each payload is in the stream."""
-    return Counter(r.data for rows in stored_by_shard(endpoint, stream).values() for r in rows)
 
 
 @pytest.fixture

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
-import boto3
 import pytest
 
-from kinesio import AsyncProducer, Producer, ProducerSettings, aggregation
+from _streams import stored_by_shard
+from kinesio import AsyncProducer, Producer, ProducerSettings
 from kinesio._aws import AioKinesis
 from kinesio._errors import ResourceNotFoundError, ValidationError
 from kinesio._models import ProducerRecord
@@ -24,23 +23,7 @@ FAST = ProducerSettings(linger=0.02, max_in_flight=1)
 
 def read_back(endpoint: LocalEndpoint, stream: str) -> list[ProducerRecord]:
     """Every user record in the stream, deaggregated, read with plain boto3."""
-    client: Any = boto3.client("kinesis", endpoint_url=endpoint.endpoint_url)
-    out: list[ProducerRecord] = []
-    for shard in client.list_shards(StreamName=stream)["Shards"]:
-        it = client.get_shard_iterator(
-            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while it:
-            resp = client.get_records(ShardIterator=it, Limit=10_000)
-            for r in resp["Records"]:
-                if aggregation.is_aggregate(r["Data"]):
-                    out.extend(aggregation.decode(r["Data"]))
-                else:
-                    out.append(ProducerRecord(r["Data"], r["PartitionKey"]))
-            if not resp["Records"]:
-                break
-            it = resp.get("NextShardIterator")
-    return out
+    return [r for rows in stored_by_shard(endpoint, stream).values() for r in rows]
 
 
 @pytest.fixture

@@ -181,6 +181,24 @@ async def test_count_limits_how_often_a_fault_fires(
     assert len(stored(moto_endpoint, stream)) == 2 + 6 + 10
 
 
+async def test_remove_ends_one_fault_and_keeps_the_others(
+    moto_endpoint: LocalEndpoint, stream: str, stack: AsyncExitStack
+) -> None:
+    storm = Fault("PutRecords", "ProvisionedThroughputExceededException")
+    # per-record faults are drawn first: the failing call spends two of these three
+    flaky = Fault("PutRecords", "InternalFailure", per_record=True, count=3)
+    faults = BotocoreFaults(storm, flaky)
+    client = await client_with(faults, moto_endpoint, stack)
+    with pytest.raises(bexc.ClientError):
+        await client.put_records(StreamName=stream, Records=entries(2))
+    faults.remove(storm)  # the storm is over; the per-record fault is still armed
+    answer = await client.put_records(StreamName=stream, Records=entries(2))
+    assert answer["FailedRecordCount"] == 1
+    assert faults.faults == ()
+    with pytest.raises(ConfigurationError, match="not injected"):
+        faults.remove(storm)
+
+
 async def test_probability_draws_from_the_seeded_generator(
     moto_endpoint: LocalEndpoint, stream: str, stack: AsyncExitStack
 ) -> None:

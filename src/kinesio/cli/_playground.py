@@ -5,8 +5,9 @@ A producer in this process writes to a stream on moto (in-process, 127.0.0.1) or
 the lease table stays on the in-process moto); several
 consumer worker processes share its shards through one lease table; a live table shows every
 shard and worker. Mid-run one worker is killed (its shards fail over) and a shard is split
-(its children wait for it: "blocked on parent"). The verdict compares what was produced with
-what the workers handled.
+(its children wait for it: "blocked on parent"). The verdict (``kinesio.testing.chaos``, as
+for the chaos harness) compares what was produced with what the workers handled, checks per-key
+order and that every checkpoint was written by the lease's holder.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import os
 import signal
 import subprocess
@@ -53,6 +53,13 @@ from kinesio.local import (
     moto_server,
 )
 from kinesio.producer import AsyncProducer
+from kinesio.testing.chaos import (
+    Disruption,
+    LogTail,
+    consumer_verdict,
+    payload,
+    read_worker_log,
+)
 
 STREAM = "playground"
 APP = "playground-app"
@@ -69,8 +76,10 @@ class _Worker:
     log: Path
     proc: subprocess.Popen[bytes]
     stderr: IO[bytes]
-    offset: int = 0
     killed: bool = False
+
+    def __post_init__(self) -> None:
+        self.tail = LogTail(self.log)
 
 
 @dataclass
@@ -78,17 +87,16 @@ class _State:
     """Everything the dashboard shows."""
 
     started: float = field(default_factory=time.monotonic)
-    produced: dict[str, str] = field(default_factory=dict)  # data -> shard it was written to
+    produced: dict[tuple[str, int], str] = field(default_factory=dict)  # record -> its shard
     produced_per_shard: Counter[str] = field(default_factory=Counter)
     failed: int = 0
-    consumed: Counter[str] = field(default_factory=Counter)
+    consumed: Counter[tuple[str, int]] = field(default_factory=Counter)
     consumed_per_shard: Counter[str] = field(default_factory=Counter)
     leases: list[Lease] = field(default_factory=list)
     ever_leased: set[str] = field(default_factory=set)
     events: list[str] = field(default_factory=list)
-    order_violations: int = 0
+    disruptions: list[Disruption] = field(default_factory=list)
     echo: bool = False  # print events as they happen (no live dashboard)
-    _last_seen: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def note(self, text: str) -> None:
         self.events.append(f"{time.monotonic() - self.started:5.1f} s  {text}")
@@ -98,28 +106,9 @@ class _State:
 
 def _read_logs(state: _State, workers: list[_Worker]) -> None:
     for w in workers:
-        if not w.log.exists():
-            continue
-        with w.log.open("rb") as f:
-            f.seek(w.offset)
-            chunk = f.read()
-        end = chunk.rfind(b"\n") + 1
-        w.offset += end
-        for line in chunk[:end].decode(errors="replace").splitlines():
-            parts = line.split(" ", 3)
-            if len(parts) != 4:
-                continue
-            shard, data = parts[0], parts[3]
-            state.consumed[data] += 1
+        for shard, key, n in w.tail.handled():
+            state.consumed[(key, n)] += 1
             state.consumed_per_shard[shard] += 1
-            try:
-                key, n = json.loads(data)["key"], int(json.loads(data)["n"])
-            except (ValueError, KeyError, TypeError):
-                continue
-            last = state._last_seen.get((w.name, str(key)))
-            if last is not None and n < last and state.consumed[data] == 1:
-                state.order_violations += 1  # a new record older than one already handled
-            state._last_seen[(w.name, str(key))] = max(n, last or n)
 
 
 def _shard_state(lease: Lease, by_key: dict[str, Lease]) -> str:
@@ -268,10 +257,10 @@ async def _run(
             workers = [_start_worker(f"w{i + 1}", tmp, env) for i in range(workers_n)]
             state.note(f"started {workers_n} consumer worker processes sharing one lease table")
 
-            def on_done(data: str, fut: asyncio.Future[PutResult]) -> None:
+            def on_done(rid: tuple[str, int], fut: asyncio.Future[PutResult]) -> None:
                 if fut.exception() is None:
                     shard = fut.result().shard_id
-                    state.produced[data] = shard
+                    state.produced[rid] = shard
                     state.produced_per_shard[shard] += 1
                 else:
                     state.failed += 1
@@ -313,9 +302,9 @@ async def _run(
                         now = time.monotonic()
                         batch = min(total - n, max(1, int((now - next_tick) / interval) + 1))
                         for _ in range(batch):
-                            data = json.dumps({"key": n % keys, "n": n})
-                            fut = await producer.put(data.encode(), partition_key=f"key-{n % keys}")
-                            fut.add_done_callback(functools.partial(on_done, data))
+                            rid = (f"key-{n % keys}", n // keys)  # n counts up per key
+                            fut = await producer.put(payload(*rid), partition_key=rid[0])
+                            fut.add_done_callback(functools.partial(on_done, rid))
                             n += 1
                         next_tick += batch * interval
                         elapsed = now - start
@@ -324,6 +313,9 @@ async def _run(
                             victim = workers[0]
                             victim.proc.send_signal(signal.SIGKILL)
                             victim.killed = True
+                            state.disruptions.append(
+                                Disruption(time.time(), "kill -9", victim.name)
+                            )
                             state.note(
                                 f"chaos: kill -9 {victim.name}; its shards fail over after 3 s"
                             )
@@ -332,6 +324,7 @@ async def _run(
                             parent = producer.shard_map.open_shards[0]
                             middle = (parent.starting_hash_key + parent.ending_hash_key) // 2
                             await kinesis.split_shard(STREAM, parent.shard_id, middle)
+                            state.disruptions.append(Disruption(time.time(), "split"))
                             state.note(
                                 f"chaos: split {parent.shard_id}; its children wait for it "
                                 "(blocked on parent)"
@@ -362,14 +355,23 @@ async def _run(
                 w.stderr.close()
             await store.aclose()
             await kinesis.aclose()
-    lost = [d for d in state.produced if d not in state.consumed]
-    duplicates = sum(c - 1 for c in state.consumed.values() if c > 1)
-    ok = not lost and state.failed == 0 and state.order_violations == 0
-    verdict = "[bold green]OK[/]" if ok else "[bold red]FAILED[/]"
+        logs = [read_worker_log(w.log, w.name) for w in workers if w.log.exists()]
+    verdict = consumer_verdict(
+        state.produced,
+        logs,
+        producer_failed=state.failed,
+        disruptions=state.disruptions,
+        resends_possible=True,  # a dropped connection may make the producer write twice
+    )
+    duplicates = verdict.duplicates_explained + verdict.duplicates_resent
+    ok = verdict.ok and state.failed == 0
+    word = "[bold green]OK[/]" if ok else "[bold red]FAILED[/]"
     console.print(
-        f"{verdict} produced {len(state.produced)}, consumed {len(state.consumed)}, "
-        f"lost {len(lost)}, duplicates {duplicates}, producer failures {state.failed}, "
-        f"order violations {state.order_violations}"
+        f"{word} produced {verdict.produced}, consumed {verdict.handled}, "
+        f"lost {len(verdict.lost)}, duplicates {duplicates}, producer failures {state.failed}, "
+        f"order violations {len(verdict.order_violations)}, unexplained duplicates "
+        f"{len(verdict.duplicates_unexplained)}, checkpoint regressions "
+        f"{len(verdict.checkpoint_regressions)}"
     )
     per_shard = sorted(set(state.produced_per_shard) | set(state.consumed_per_shard))
     console.print(
@@ -380,9 +382,11 @@ async def _run(
         ),
         soft_wrap=True,
     )
-    if lost:
-        where = Counter(state.produced[d] for d in lost)
-        console.print(f"lost records by shard: {dict(where)}; e.g. {lost[:3]}")
+    if verdict.lost:
+        where = Counter(state.produced[rid] for rid in verdict.lost)
+        console.print(f"lost records by shard: {dict(where)}; e.g. {verdict.lost[:3]}")
+    for problem in verdict.problems(3):
+        console.print(f"  {problem}")
     return 0 if ok else 1
 
 

@@ -1,9 +1,9 @@
 """A playground consumer worker: ``python -m kinesio.cli._worker STREAM APP LOGFILE``.
 
-Runs a :class:`kinesio.Consumer` and appends every handled record to LOGFILE as
-``shard_id sequence_number sub_sequence_number data`` (one line each, flushed), so the
-playground can check that nothing was lost. AWS endpoint and credentials come from the AWS_*
-environment. SIGTERM shuts it down gracefully.
+Runs a :class:`kinesio.Consumer` and appends every handled record and every lease write to
+LOGFILE (:class:`kinesio.testing.chaos.WorkerLog`: one line each, flushed), so the playground
+can check that nothing was lost, nothing reordered and no checkpoint written without the lease.
+AWS endpoint and credentials come from the AWS_* environment. SIGTERM shuts it down gracefully.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import logging
 import sys
 
 import kinesio
+from kinesio.testing.chaos import WorkerLog
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,14 +34,14 @@ def main(argv: list[str] | None = None) -> int:
         retrieval=kinesio.Polling(idle_time=0.2, catch_up_interval=0.05),
     )
     with open(args.log, "a", buffering=1, encoding="utf-8") as out:
+        log = WorkerLog(out, args.log)
 
         def handle(record: kinesio.Record) -> None:
-            out.write(
-                f"{record.shard_id} {record.sequence_number} {record.sub_sequence_number} "
-                f"{record.data.decode(errors='replace')}\n"
-            )
+            log.handled(record.shard_id, record.position, record.data)
 
-        consumer = kinesio.Consumer(args.stream, application_name=args.app, settings=settings)
+        consumer = kinesio.Consumer(
+            args.stream, application_name=args.app, settings=settings, on_event=log.event
+        )
         consumer.consume_with(handle, checkpoint_every=100, checkpoint_interval=1.0)
     return 0
 

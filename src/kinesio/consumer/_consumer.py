@@ -95,10 +95,18 @@ class ShardStream:
             if parents:
                 self.blocked_on_parent = True
                 consumer._events.emit(ShardBlockedOnParent(shard_id=self.shard_id, parents=parents))
-            if not await consumer._coordinator.wait_until_ready(handle):
+            coordinator = consumer._coordinator
+            # transient AWS errors in these steps are retried while the lease is held: giving
+            # the shard up would leave its lease held by a worker that no longer reads it
+            ready = await coordinator.while_held(
+                handle, "waiting for parents", lambda: coordinator.wait_until_ready(handle)
+            )
+            if not ready:
                 return
             self.blocked_on_parent = False
-            fetcher = await consumer._fetcher_for(handle)
+            fetcher = await coordinator.while_held(
+                handle, "starting to read", lambda: consumer._fetcher_for(handle)
+            )
             await fetcher.start()
             consumer._events.emit(
                 ShardStarted(
@@ -492,7 +500,9 @@ class AsyncConsumer:
 
         Checkpoints after every ``checkpoint_every`` records or ``checkpoint_interval``
         seconds per shard, and at shutdown and lease hand-over, only ever up to records the
-        handler has returned from. If the handler raises, the consumer shuts down gracefully
+        handler has returned from. A checkpoint that fails with a retriable AWS error is logged
+        and written with the next one (at worst, records after the last checkpoint written are
+        delivered again). If the handler raises, the consumer shuts down gracefully
         (checkpointing what was processed, releasing its leases) and re-raises the error: the
         failed record is delivered again to whichever worker takes the shard next.
         """
@@ -505,8 +515,16 @@ class AsyncConsumer:
             last = time.monotonic()
 
             async def flush() -> None:
-                if cp.pending:
+                if not cp.pending:
+                    return
+                try:
                     await cp.checkpoint()
+                except KinesioError as exc:
+                    if isinstance(exc, LeaseLost) or not exc.retriable:
+                        raise
+                    # a transient lease-table error: the next checkpoint writes this progress
+                    # (or, at the end, the next owner replays from the last one written)
+                    logger.warning("checkpoint of %s failed: %s", stream.shard_id, exc)
 
             stream._before_shard_end = flush
             try:

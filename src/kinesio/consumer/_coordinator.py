@@ -11,8 +11,9 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
+from typing import TypeVar
 
 from kinesio._config import ConsumerSettings
 from kinesio._errors import KinesioError, LeaseLost
@@ -37,6 +38,8 @@ from kinesio.events import (
 from kinesio.leases.base import LeaseStore
 
 logger = logging.getLogger("kinesio.leases")
+
+T = TypeVar("T")
 
 
 class LeaseHandle:
@@ -119,6 +122,7 @@ class LeaseHandle:
                     shard_id=self.key,
                     sequence_number=position.sequence_number,
                     sub_sequence_number=position.sub_sequence_number,
+                    lease_counter=written.lease_counter,
                 )
             )
 
@@ -305,7 +309,10 @@ class LeaseCoordinator:
             )
             self.events.emit(
                 LeaseAcquired(
-                    lease_key=key, previous_owner=lease.lease_owner, stolen=key in plan.steal
+                    lease_key=key,
+                    previous_owner=lease.lease_owner,
+                    stolen=key in plan.steal,
+                    lease_counter=taken.lease_counter,
                 )
             )
             handle = LeaseHandle(taken, self.store, self.worker_id, self._clock, self.events)
@@ -371,12 +378,46 @@ class LeaseCoordinator:
                 pass
         return False
 
+    async def while_held(
+        self, handle: LeaseHandle, what: str, step: Callable[[], Awaitable[T]]
+    ) -> T:
+        """Run ``step`` until it succeeds, retrying retriable AWS errors (throttling, 5xx,
+        dropped connections) with backoff for as long as ``handle`` is held.
+
+        A shard's own steps (waiting for its parents, starting to read it, finishing it) must
+        not give the shard up over a transient error: the lease would stay held by a worker
+        that no longer reads it. Raises :class:`LeaseLost` once the lease is lost, and any
+        error that is not retriable.
+        """
+        delay = 0.1
+        while True:
+            if not handle.active:
+                raise LeaseLost(f"lease {handle.key} is no longer held: {handle.lost_reason}")
+            try:
+                return await step()
+            except LeaseLost:
+                raise
+            except KinesioError as exc:
+                if not exc.retriable:
+                    raise
+                logger.warning("%s of shard %s failed, will retry: %s", what, handle.key, exc)
+            try:
+                async with asyncio.timeout(delay * random.uniform(0.5, 1.0)):
+                    await handle.lost.wait()
+            except TimeoutError:
+                pass
+            delay = min(delay * 2, max(0.1, self.settings.effective_renew_interval))
+
     async def finish_shard(self, handle: LeaseHandle, children: list[ChildShard]) -> None:
         """At shard end: create the children's leases, checkpoint SHARD_END, release the lease.
 
         Waits (keeping the lease) while a merge child's other parent has no lease yet, as the
-        KCL does. Raises :class:`LeaseLost` if the lease is lost meanwhile.
+        KCL does. Retriable AWS errors are retried while the lease is held (every step can be
+        repeated). Raises :class:`LeaseLost` if the lease is lost meanwhile.
         """
+        await self.while_held(handle, "finishing", lambda: self._finish_shard(handle, children))
+
+    async def _finish_shard(self, handle: LeaseHandle, children: list[ChildShard]) -> None:
         listed: set[str] | None = None
         if not children:
             shards = await self.kinesis.list_shards(self.stream_name)

@@ -209,6 +209,18 @@ class BotocoreFaults:
             raise ConfigurationError(f"expected a kinesio.testing.Fault, got {fault!r}")
         self._armed.append(_Armed(fault, fault.count))
 
+    def remove(self, fault: Fault) -> None:
+        """Remove one injected fault (the first equal to ``fault``); the others stay armed.
+
+        Raises ``ConfigurationError`` if it is not armed. With :meth:`inject`, this bounds a
+        fault in time: a throttling storm that lasts two seconds, whatever the call rate.
+        """
+        for i, armed in enumerate(self._armed):
+            if armed.fault == fault:
+                del self._armed[i]
+                return
+        raise ConfigurationError(f"{fault!r} is not injected")
+
     def clear_faults(self) -> None:
         """Remove every fault: calls from now on behave normally (``calls`` keeps counting)."""
         self._armed.clear()
