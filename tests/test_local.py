@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import sys
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -10,6 +12,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.config import Config
 
 from kinesio import local
 from kinesio.local import LocalEndpoint
@@ -97,6 +100,43 @@ def test_concurrent_writes_to_one_shard_lose_nothing(client: Any) -> None:
     assert len(set(seqs)) == 200
     shard = client.list_shards(StreamName="local-test")["Shards"][0]["ShardId"]
     assert len(records(client, shard)) == 200
+
+
+def test_reads_while_writing_to_one_shard_never_fail(
+    client: Any, moto_endpoint: LocalEndpoint
+) -> None:
+    # moto's GetRecords iterates the shard's records while writes append to them
+    once = Config(retries={"total_max_attempts": 1})  # a 500 must surface, not be retried
+    reader: Any = boto3.client("kinesis", endpoint_url=moto_endpoint.endpoint_url, config=once)
+    shard = client.list_shards(StreamName="local-test")["Shards"][0]["ShardId"]
+    done = threading.Event()
+
+    def write(w: int) -> None:
+        for i in range(25):
+            entries = [{"Data": b"%d-%d-%d" % (w, i, j), "PartitionKey": "k"} for j in range(10)]
+            client.put_records(StreamName="local-test", Records=entries)
+
+    def read(_: int) -> int:
+        reads = 0
+        while not done.is_set() or reads == 0:
+            it = reader.get_shard_iterator(
+                StreamName="local-test", ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+            )["ShardIterator"]
+            reader.get_records(ShardIterator=it, Limit=10_000)
+            reads += 1
+        return reads
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often: inside moto's loops too
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            readers = [pool.submit(read, r) for r in range(4)]
+            list(pool.map(write, range(4)))
+            done.set()
+            assert all(f.result() > 0 for f in readers)  # any 500 re-raises here
+    finally:
+        sys.setswitchinterval(interval)
+    assert len(records(client, shard)) == 1000
 
 
 # -- finding kinesis-mock ------------------------------------------------------------------

@@ -57,7 +57,7 @@ _patch_lock = threading.Lock()
 
 
 def _patch_moto_kinesis() -> None:
-    """Two fidelity fixes to moto's in-process Kinesis model (moto 5.x), applied once.
+    """Fidelity fixes to moto's in-process Kinesis model (moto 5.x), applied once.
 
     1. moto routes a record to the first shard whose range holds its hash key, closed or not,
        and treats EndingHashKey as exclusive: after a split every write still lands in the
@@ -68,6 +68,9 @@ def _patch_moto_kinesis() -> None:
     3. moto's SplitShard moves the parent's records (re-numbered) out of the parent, and its
        MergeShards copies both parents' records into the child. In Kinesis a parent keeps its
        records and a child starts empty.
+    4. moto's GetRecords (and its sequence-number look-ups) iterate a shard's records while
+       other requests append to them: under load that answers HTTP 500 ("mutated during
+       iteration"). Reads take the same lock as writes.
     Without these, no client (kinesio, the KCL) can reshard or write concurrently on moto.
     """
     global _patched
@@ -80,6 +83,15 @@ def _patch_moto_kinesis() -> None:
         original_put = models.Shard.put_record
         original_split = models.Stream.split_shard
         original_merge = models.Stream.merge_shards
+        original_reads = {
+            name: getattr(models.Shard, name)
+            for name in (
+                "get_records",
+                "get_min_sequence_number",
+                "get_max_sequence_number",
+                "get_sequence_number_at",
+            )
+        }
         put_lock = threading.RLock()
 
         def get_shard_for_key(self: Any, partition_key: str, explicit_hash_key: str) -> Any:
@@ -99,6 +111,13 @@ def _patch_moto_kinesis() -> None:
             with put_lock:
                 return str(original_put(self, partition_key, data, explicit_hash_key))
 
+        def locked(original: Any) -> Any:
+            def read(self: Any, *args: Any) -> Any:
+                with put_lock:
+                    return original(self, *args)
+
+            return read
+
         def keeping_records(original: Any, *shard_args: int) -> Any:
             def reshard(self: Any, *args: str) -> None:
                 with put_lock:
@@ -116,6 +135,8 @@ def _patch_moto_kinesis() -> None:
 
         setattr(models.Stream, "get_shard_for_key", get_shard_for_key)  # noqa: B010
         setattr(models.Shard, "put_record", put_record)  # noqa: B010
+        for name, original in original_reads.items():
+            setattr(models.Shard, name, locked(original))
         setattr(models.Stream, "split_shard", keeping_records(original_split, 0))  # noqa: B010
         setattr(models.Stream, "merge_shards", keeping_records(original_merge, 0, 1))  # noqa: B010
         _patched = True
