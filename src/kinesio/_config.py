@@ -61,14 +61,15 @@ def _positive(name: str, value: float) -> None:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class AutoSplit:
-    """Hot-shard auto-split: the producer splits the shard it sees throttled most. Opt-in.
+    """Hot-shard auto-split: the producer splits the shard it sees most over its limit. Opt-in.
 
     Every ``window`` seconds the producer closes a window of its own per-shard counts (Kinesis
-    records it had throttled, user records and Kinesis bytes it put) and of the hash keys it
-    wrote to each shard (a fixed histogram of ``histogram_buckets`` buckets over the shard's
-    range). When the stream-wide throttled count reached ``throttle_threshold`` in each of
-    the last ``consecutive_windows`` windows, it splits the shard with the most throttled
-    records over those windows at the median of the hash keys it wrote there (not the middle
+    records it had throttled, user records its own rate limiter was holding back when the
+    window closed, user records and Kinesis bytes it put) and of the hash keys it wrote to each
+    shard (a fixed histogram of ``histogram_buckets`` buckets over the shard's range). When the
+    stream-wide pressure — throttled plus held-back records — reached ``throttle_threshold`` in
+    each of the last ``consecutive_windows`` windows, it splits the shard with the most
+    pressure over those windows at the median of the hash keys it wrote there (not the middle
     of the range, which may hold no traffic at all), waits until the stream is ACTIVE again
     (at most ``active_timeout`` seconds) and reloads its shard map. One split at a time; none
     for ``cooldown`` seconds after a split ended, successfully or not. A failed split
@@ -76,17 +77,19 @@ class AutoSplit:
     :class:`kinesio.events.AutoSplitFailed` event and a warning; the producer and its records
     are unaffected. Each decision is a DiagnosticEvent (``kinesio.events``, ``# auto-split``).
 
+    Held-back records count because the per-shard limiter (``rate_limit`` 100 %) keeps a lone
+    producer's throttles rare: asked for more than a shard takes, it queues rather than being
+    throttled. A record is held back when its shard's limiter cannot admit the shard's whole
+    queue within ``linger``; below the limit the queue drains within ``linger`` and counts 0.
+
     Defaults: one-minute windows and three in a row, so a burst the per-shard limiter rides
     out does not reshard a stream (resharding is slow, costs a shard-hour each and leaves a
-    parent to drain). 100 throttled records a minute is ~0.2 % of one shard's 60 000-record
-    minute: below it retries absorb the throttles at no real cost. The 10-minute cool-down
+    parent to drain). 100 records a minute is ~0.2 % of one shard's 60 000-record minute:
+    below it retries and queueing absorb the excess at no real cost. The 10-minute cool-down
     leaves time for the new shards to take the load and for Kinesis' own resharding quota
     (UPDATING takes seconds to minutes; SplitShard is limited per stream) before looking again.
 
-    Note: the producer's per-shard rate limiter (``rate_limit`` 100 %) keeps a lone producer's
-    throttles rare; throttles come from other writers on the same shard or a ``rate_limit``
-    above 1. Needs ``kinesis:SplitShard``, ``kinesis:DescribeStreamSummary`` and
-    ``kinesis:ListShards``.
+    Needs ``kinesis:SplitShard``, ``kinesis:DescribeStreamSummary`` and ``kinesis:ListShards``.
     """
 
     throttle_threshold: int = 100

@@ -154,9 +154,10 @@ class AutoSplitStarted(DiagnosticEvent):
 
     ``new_starting_hash_key`` is the estimated median of the hash keys the producer wrote to
     the shard (range ``starting_hash_key``..``ending_hash_key``, inclusive). The tuples hold one
-    value per window that led to the decision, oldest first: Kinesis records throttled on the
-    whole stream, and the shard's own throttled Kinesis records, user records put and Kinesis
-    bytes put.
+    value per window that led to the decision, oldest first: the whole stream's pressure
+    (Kinesis records throttled plus user records held back by the producer's own rate limiter
+    as the window closed), and the shard's own throttled Kinesis records, held-back user
+    records, user records put and Kinesis bytes put.
     """
 
     shard_id: str
@@ -167,6 +168,7 @@ class AutoSplitStarted(DiagnosticEvent):
     shard_throttled: tuple[int, ...]
     shard_records: tuple[int, ...]
     shard_bytes: tuple[int, ...]
+    shard_held: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -197,7 +199,7 @@ class AutoSplitFailed(DiagnosticEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AutoSplitSkipped(DiagnosticEvent):
-    """Throttles were over the threshold long enough, but no split was started.
+    """Pressure was over the threshold long enough, but no split was started.
 
     ``reason``: ``"in-flight"`` (a split is still running), ``"cool-down"`` (the last one
     ended less than ``AutoSplit.cooldown`` ago), ``"not-open"`` (no throttled shard is open

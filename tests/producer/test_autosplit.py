@@ -107,9 +107,14 @@ def test_split_point_halves_the_keys_seen_not_the_range(
     assert abs(below - (n - below)) <= 2 * in_median_bucket
 
 
-def window_of(throttled: dict[str, int], buckets: int = 8) -> dict[str, ShardWindow]:
+def window_of(
+    throttled: dict[str, int], buckets: int = 8, held: dict[str, int] | None = None
+) -> dict[str, ShardWindow]:
+    held = held or {}
     return {
-        sid: ShardWindow(records=10, bytes=100, throttled=t, histogram=(1,) * buckets)
+        sid: ShardWindow(
+            records=10, bytes=100, throttled=t, histogram=(1,) * buckets, held=held.get(sid, 0)
+        )
         for sid, t in throttled.items()
     }
 
@@ -117,7 +122,13 @@ def window_of(throttled: dict[str, int], buckets: int = 8) -> dict[str, ShardWin
 SHARDS = even_shards(4)
 SHARD_IDS = [s.shard_id for s in SHARDS]
 windows_st = st.lists(
-    st.dictionaries(st.sampled_from(SHARD_IDS), st.integers(0, 40), max_size=4).map(window_of),
+    st.dictionaries(
+        st.sampled_from(SHARD_IDS), st.tuples(st.integers(0, 40), st.integers(0, 40)), max_size=4
+    ).map(
+        lambda w: window_of(
+            {sid: t for sid, (t, _) in w.items()}, held={sid: h for sid, (_, h) in w.items()}
+        )
+    ),
     max_size=6,
 )
 
@@ -149,7 +160,8 @@ def test_decision(
         in_flight=in_flight,
     )
     recent = windows[-consecutive:]
-    per_window = [sum(s.throttled for s in w.values()) for w in recent]
+    # pressure: throttled by Kinesis plus held back by the producer's own limiter
+    per_window = [sum(s.throttled + s.held for s in w.values()) for w in recent]
     if len(windows) < consecutive or min(per_window) < threshold:
         assert plan is None  # below the threshold, or not for long enough
         return
@@ -164,11 +176,33 @@ def test_decision(
         heat = Counter[str]()
         for w in recent:
             for sid, s in w.items():
-                heat[sid] += s.throttled
+                heat[sid] += s.throttled + s.held
         assert heat[plan.shard.shard_id] == max(heat.values())  # the hottest shard
         shard = plan.shard
         assert shard.starting_hash_key < plan.new_starting_hash_key <= shard.ending_hash_key
         assert len(plan.windows) == consecutive
+
+
+def test_records_held_back_by_the_limiter_alone_make_a_shard_hot() -> None:
+    cfg = AutoSplit(throttle_threshold=50, consecutive_windows=2, histogram_buckets=8)
+    calm = {SHARD_IDS[0]: 0, SHARD_IDS[1]: 0}
+    windows = [window_of(calm, held={SHARD_IDS[1]: 60}) for _ in range(2)]
+    plan = decide_split(windows, SHARDS, cfg, now=0.0, cooldown_until=-1.0, in_flight=False)
+    assert isinstance(plan, SplitPlan)
+    assert plan.shard.shard_id == SHARD_IDS[1]
+    assert plan.stream_throttled == (60, 60)
+    below = [window_of(calm, held={SHARD_IDS[1]: 49}) for _ in range(2)]
+    assert decide_split(below, SHARDS, cfg, now=0.0, cooldown_until=-1.0, in_flight=False) is None
+
+
+def test_a_window_lists_shards_that_only_held_records_back() -> None:
+    counts = WindowCounts(8, {s.shard_id: s for s in SHARDS}.get)
+    counts.add(SHARD_IDS[0], SHARDS[0].starting_hash_key, 3, 30, throttled=False)
+    window = counts.close({SHARD_IDS[0]: 7, SHARD_IDS[2]: 5})
+    assert window[SHARD_IDS[0]].records == 3
+    assert window[SHARD_IDS[0]].held == 7
+    assert window[SHARD_IDS[2]] == ShardWindow(held=5)
+    assert counts.close() == {}  # the next window starts empty
 
 
 def test_decision_ignores_shards_no_longer_open() -> None:
@@ -301,6 +335,27 @@ async def test_hot_shard_is_split_at_the_median_of_the_keys_seen() -> None:
     assert all(stats[c].records_in > 0 for c in children)
     assert {f.result().shard_id for f in after} == set(children)
     assert kinesis.calls["SplitShard"] == 1
+
+
+async def test_a_lone_producer_within_its_limit_splits_the_shard_it_queues_for() -> None:
+    # The default rate limit (100 %) makes the producer queue rather than be throttled: the
+    # records its limiter holds back are what shows the shard is asked for too much.
+    kinesis = InMemoryKinesis(updating_delay=0.2)
+    await kinesis.create_stream("hot", 2)
+    seen: list[ev.DiagnosticEvent] = []
+    s = dataclasses.replace(OVERDRIVE, rate_limit=1.0, adaptive=True)
+    async with AsyncProducer("hot", kinesis=kinesis, settings=s, on_event=seen.append) as producer:
+        hot = HotWriter(producer)
+        await hot.put(1000)
+        await hot.until(lambda: ev.AutoSplitDone in kinds(seen))
+        await producer.flush()
+    assert all(f.result() for f in hot.futures)  # every record delivered
+    assert stored(kinesis, "hot") == hot.sent
+    split = next(e for e in seen if isinstance(e, ev.AutoSplitStarted))
+    assert split.shard_id == SHARD0.shard_id
+    assert min(split.shard_held) > 0  # held back in every window that led to the split
+    assert min(split.stream_throttled) >= 20
+    assert abs(split.new_starting_hash_key - QUARTER // 2) < QUARTER // 8
 
 
 @pytest.mark.parametrize(

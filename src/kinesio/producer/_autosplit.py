@@ -44,13 +44,22 @@ class ShardWindow:
     ``records`` user records and ``bytes`` Kinesis bytes (data + partition key) put;
     ``throttled`` Kinesis records refused with a throttling error; ``histogram`` user records
     per bucket of equal width over the shard's hash key range (written or throttled), empty if
-    none.
+    none; ``held`` user records the producer's own rate limiter was holding back when the
+    window closed (queued beyond what the shard's limit admits within ``linger``).
     """
 
     records: int = 0
     bytes: int = 0
     throttled: int = 0
     histogram: tuple[int, ...] = ()
+    held: int = 0
+
+    @property
+    def pressure(self) -> int:
+        """Demand over the shard's limit: records Kinesis throttled plus records our own
+        limiter held back (a lone producer at ``rate_limit`` 1.0 queues instead of being
+        throttled, so throttles alone would never show its hot shard)."""
+        return self.throttled + self.held
 
 
 Window = Mapping[str, ShardWindow]
@@ -118,17 +127,18 @@ def decide_split(
 ) -> SplitPlan | SkipPlan | None:
     """What to do after a window closed: split a shard, skip (and why), or nothing (None).
 
-    Nothing unless the stream-wide throttled count reached ``throttle_threshold`` in each of
-    the last ``consecutive_windows`` windows. Then a split in flight or ``now`` before
+    Nothing unless the stream-wide pressure (:attr:`ShardWindow.pressure`: records throttled
+    by Kinesis or held back by the producer's limiter) reached ``throttle_threshold`` in each
+    of the last ``consecutive_windows`` windows. Then a split in flight or ``now`` before
     ``cooldown_until`` (same clock) means a skip; otherwise the hottest open shard — the most
-    throttled records over those windows, then the most bytes, records, lowest shard id — is
-    split at the median of the hash keys seen on it.
+    pressure over those windows, then the most bytes, records, lowest shard id — is split at
+    the median of the hash keys seen on it.
     """
     n = settings.consecutive_windows
     if len(windows) < n:
         return None
     recent = windows[-n:]
-    stream_throttled = tuple(sum(s.throttled for s in w.values()) for w in recent)
+    stream_throttled = tuple(sum(s.pressure for s in w.values()) for w in recent)
     if min(stream_throttled) < settings.throttle_threshold:
         return None
     if in_flight:
@@ -141,7 +151,7 @@ def decide_split(
         for shard_id, s in w.items():
             if shard_id in by_id:
                 t, b, r = heat.get(shard_id, (0, 0, 0))
-                heat[shard_id] = (t + s.throttled, b + s.bytes, r + s.records)
+                heat[shard_id] = (t + s.pressure, b + s.bytes, r + s.records)
     hot = [sid for sid, h in heat.items() if h[0] > 0]
     if not hot:
         return SkipPlan("not-open", None, stream_throttled)
@@ -206,13 +216,19 @@ class WindowCounts:
             # The head's key stands for the whole aggregate: one division per Kinesis record.
             c.histogram[(hash_key - c.start) * c.buckets // (c.end - c.start + 1)] += users
 
-    def close(self) -> dict[str, ShardWindow]:
-        """The window's counts; the next window starts empty."""
+    def close(self, held: Mapping[str, int] | None = None) -> dict[str, ShardWindow]:
+        """The window's counts, with ``held`` (user records held back per shard now); the next
+        window starts empty."""
         shards, self._shards = self._shards, {}
-        return {
-            sid: ShardWindow(c.records, c.bytes, c.throttled, tuple(c.histogram))
+        held = held or {}
+        window = {
+            sid: ShardWindow(c.records, c.bytes, c.throttled, tuple(c.histogram), held.get(sid, 0))
             for sid, c in shards.items()
         }
+        for sid, n in held.items():
+            if sid not in window:
+                window[sid] = ShardWindow(held=n)
+        return window
 
 
 class AutoSplitter:
@@ -233,6 +249,7 @@ class AutoSplitter:
         open_shards: Callable[[], Sequence[Shard]],
         refresh: Callable[[], Awaitable[None]],
         clock: Callable[[], float] = time.monotonic,
+        held_back: Callable[[], Mapping[str, int]] = dict,
     ) -> None:
         self.settings = settings
         self.counts = WindowCounts(settings.histogram_buckets, shard_of)
@@ -242,6 +259,7 @@ class AutoSplitter:
         self._open_shards = open_shards
         self._refresh = refresh
         self._clock = clock
+        self._held_back = held_back
         self._history: deque[dict[str, ShardWindow]] = deque(maxlen=settings.consecutive_windows)
         self._cooldown_until = float("-inf")
         self._split_task: asyncio.Task[None] | None = None
@@ -265,7 +283,7 @@ class AutoSplitter:
 
     def close_window(self) -> SplitPlan | SkipPlan | None:
         """Close the current window, decide, and start a split if decided."""
-        self._history.append(self.counts.close())
+        self._history.append(self.counts.close(self._held_back()))
         plan = decide_split(
             list(self._history),
             self._open_shards(),
@@ -308,6 +326,7 @@ class AutoSplitter:
                 shard_throttled=tuple(w.throttled for w in plan.windows),
                 shard_records=tuple(w.records for w in plan.windows),
                 shard_bytes=tuple(w.bytes for w in plan.windows),
+                shard_held=tuple(w.held for w in plan.windows),
             )
         )
         started = self._clock()

@@ -374,7 +374,18 @@ class AsyncProducer:
             open_shards=lambda: self._map.open_shards,
             refresh=self._refresh_shard_map,
             clock=self._clock,
+            held_back=self._held_back,
         )
+
+    def _held_back(self) -> dict[str, int]:
+        """Per shard, the queued user records its rate limiter cannot admit within ``linger``
+        (the shard is asked for more than its limit); read once per auto-split window."""
+        now, linger = self._clock(), self.settings.linger
+        return {
+            q.shard_id: len(q.queue)
+            for q in self._queues.values()
+            if q.queue and q.limiter.wait_time(q.queued_bytes, now, len(q.queue)) > linger
+        }
 
     async def aclose(self, timeout: float | None = None) -> None:
         """Stop accepting records, deliver everything accepted, then release the connection.
