@@ -23,6 +23,7 @@ from kinesio import (
 )
 from kinesio._kinesis import KinesisAdminAPI, KinesisAPI, StartingPosition
 from kinesio._models import MAX_HASH_KEY, PutRecordsEntry, Shard, SubscribeEvent
+from kinesio.consumer._checkpointer import check_issued_by, issuing_shard_index
 from kinesio.testing import Fault, InMemoryKinesis
 
 MiB = 1024 * 1024
@@ -144,6 +145,22 @@ async def test_routing_by_explicit_hash_key(kinesis: InMemoryKinesis) -> None:
     }
     results = await kinesis.put_records(STREAM, [entry("same", ehk=key) for key in cases])
     assert [r.shard_id for r in results] == list(cases.values())
+
+
+async def test_sequence_numbers_have_the_services_layout_and_encode_their_shard(
+    kinesis: InMemoryKinesis,
+) -> None:
+    low, high = (await kinesis.list_shards(STREAM))[:2]
+    keys = [0, MAX_HASH_KEY, 1, MAX_HASH_KEY - 1]
+    results = await kinesis.put_records(STREAM, [entry("k", ehk=key) for key in keys])
+    numbers = [r.sequence_number for r in results]
+    assert all(n is not None and len(n) == 56 for n in numbers)  # 56 digits, like the service's
+    assert [issuing_shard_index(n or "") for n in numbers] == [0, 1, 0, 1]
+    assert [int(n or "0") for n in numbers] == sorted(int(n or "0") for n in numbers)
+    # so a checkpointer tells another shard's number apart, as it does on the service
+    with pytest.raises(ValidationError, match=f"not by {low.shard_id}"):
+        check_issued_by(numbers[1] or "", low.shard_id)
+    check_issued_by(numbers[1] or "", high.shard_id)
 
 
 @pytest.mark.parametrize("bad", ["01", "-1", "1.0", "abc", "", str(2**128), "9" * 40])

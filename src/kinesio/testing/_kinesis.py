@@ -82,9 +82,22 @@ SUBSCRIPTION_TAKEOVER_AFTER = 5.0
 #: ``Fault.error_code`` that makes a call fail as if the endpoint could not be reached.
 CONNECTION_ERROR = "ConnectionError"
 
-# Real sequence numbers are 56 decimal digits; starting the counter at 49 * 10**54 keeps every
-# number that wide, so string and integer order agree and ``str(int(s)) == s``.
-_SEQ_BASE = 49 * 10**54
+# Sequence numbers in the service's current (version 2) layout: 186 bits, the version (2) in
+# bits 184-187, the issuing shard's index in bits 4-35, a stream-wide counter above them. Every
+# number is then 56 decimal digits (string and integer order agree, ``str(int(s)) == s``), and
+# a checkpointer can tell which shard issued one, as the KCL does.
+_SEQ_VERSION_2 = 2 << 184
+_SEQ_COUNTER_SHIFT = 36
+
+
+def _sequence_number(counter: int, shard_id: str) -> int:
+    index = int(shard_id.rsplit("-", 1)[1])
+    return _SEQ_VERSION_2 | (counter << _SEQ_COUNTER_SHIFT) | (index << 4)
+
+
+def _sequence_ceiling(counter: int) -> int:
+    """At least every sequence number issued up to ``counter``, below any issued after it."""
+    return _SEQ_VERSION_2 | (counter << _SEQ_COUNTER_SHIFT) | ((1 << _SEQ_COUNTER_SHIFT) - 1)
 
 _HASH_KEY_RE = re.compile(r"0|[1-9]\d{0,38}")
 _SEQ_RE = re.compile(r"0|[1-9]\d{0,128}")
@@ -1174,7 +1187,7 @@ class InMemoryKinesis:
 
     def _next_seq(self, stream: _StreamState, shard_id: str) -> int:
         self._seq += 1
-        seq = _SEQ_BASE + self._seq
+        seq = _sequence_number(self._seq, shard_id)
         stream.seq_owner[seq] = shard_id
         return seq
 
@@ -1343,7 +1356,7 @@ class InMemoryKinesis:
         if kind == "TRIM_HORIZON":
             return shard.start_seq
         if kind == "LATEST":
-            return self._seq + _SEQ_BASE
+            return _sequence_ceiling(self._seq)
         if kind == "AT_TIMESTAMP":
             ts = position.timestamp
             if ts is None:
@@ -1357,7 +1370,7 @@ class InMemoryKinesis:
             for stored in shard.records:
                 if _arrival(stored) >= ts:
                     return stored.seq - 1
-            return self._seq + _SEQ_BASE
+            return _sequence_ceiling(self._seq)
         text = position.sequence_number
         if text is None:
             raise self._err(
