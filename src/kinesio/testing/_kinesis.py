@@ -99,6 +99,7 @@ def _sequence_ceiling(counter: int) -> int:
     """At least every sequence number issued up to ``counter``, below any issued after it."""
     return _SEQ_VERSION_2 | (counter << _SEQ_COUNTER_SHIFT) | ((1 << _SEQ_COUNTER_SHIFT) - 1)
 
+
 _HASH_KEY_RE = re.compile(r"0|[1-9]\d{0,38}")
 _SEQ_RE = re.compile(r"0|[1-9]\d{0,128}")
 _NAME_RE = re.compile(r"[a-zA-Z0-9_.-]{1,128}")
