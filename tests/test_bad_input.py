@@ -31,7 +31,8 @@ from typing import Any
 
 import pytest
 
-from _streams import all_user_records
+from _streams import all_user_records, stored_by_shard
+from _streams import moto_stream as stream_on_moto
 from kinesio import aggregation
 from kinesio._aws import AioKinesis, AWSConfig, create_client
 from kinesio._config import ConsumerSettings, InitialPosition, Polling, ProducerSettings
@@ -190,33 +191,13 @@ async def _stream_creating(ctx: Ctx) -> None:
 
 @asynccontextmanager
 async def moto_stream(endpoint: LocalEndpoint, shards: int = 1) -> AsyncIterator[str]:
-    kinesis = await AioKinesis.create(endpoint.aws_config())
-    stream = name()
-    try:
-        await kinesis.create_stream(stream, shards)
-        await kinesis.wait_for_active(stream)
+    """The shared moto stream helper, for ``async with`` beside the async clients here."""
+    with stream_on_moto(endpoint, name(), shards) as stream:
         yield stream
-    finally:
-        await kinesis.delete_stream(stream)
-        await kinesis.aclose()
 
 
-async def moto_records(endpoint: LocalEndpoint, stream: str) -> list[bytes]:
-    kinesis = await AioKinesis.create(endpoint.aws_config())
-    try:
-        out: list[bytes] = []
-        for shard in await kinesis.list_shards(stream):
-            iterator = await kinesis.get_shard_iterator(stream, shard.shard_id, _trim_horizon())
-            out += [r.data for r in (await kinesis.get_records(iterator)).records]
-        return out
-    finally:
-        await kinesis.aclose()
-
-
-def _trim_horizon() -> Any:
-    from kinesio._kinesis import StartingPosition
-
-    return StartingPosition("TRIM_HORIZON")
+def moto_records(endpoint: LocalEndpoint, stream: str) -> list[bytes]:
+    return [r.data for rows in stored_by_shard(endpoint, stream).values() for r in rows]
 
 
 async def _deliver_one(aws: AWSConfig, stream: str, data: bytes) -> None:
@@ -231,7 +212,7 @@ async def _stream_missing(ctx: Ctx) -> None:
         with ctx.raises():
             await AsyncProducer(f"{stream}-missing", aws=aws, settings=FAST).start()
         await _deliver_one(aws, stream, b"elsewhere")
-        assert await moto_records(ctx.moto, stream) == [b"elsewhere"]
+        assert moto_records(ctx.moto, stream) == [b"elsewhere"]
 
 
 def _no_credentials_env(patch: pytest.MonkeyPatch) -> None:
@@ -253,7 +234,7 @@ async def _no_credentials(ctx: Ctx) -> None:
             with ctx.raises():
                 await AsyncProducer(stream, aws=bare, settings=FAST).start()
         await _deliver_one(ctx.moto.aws_config(), stream, b"with credentials")
-        assert await moto_records(ctx.moto, stream) == [b"with credentials"]
+        assert moto_records(ctx.moto, stream) == [b"with credentials"]
 
 
 def _unused_port() -> int:
@@ -289,7 +270,7 @@ async def _access_denied_put(ctx: Ctx) -> None:
             with ctx.raises():
                 await asyncio.wait_for(denied, TIMEOUT)
             await p.put_and_wait(b"after", "k")  # the producer keeps working
-        assert await moto_records(ctx.moto, stream) == [b"before", b"after"]
+        assert moto_records(ctx.moto, stream) == [b"before", b"after"]
 
 
 # -- the lease table (moto's DynamoDB) ---------------------------------------------------------
