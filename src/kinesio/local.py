@@ -92,7 +92,7 @@ def _patch_moto_kinesis() -> None:
                 "get_sequence_number_at",
             )
         }
-        put_lock = threading.RLock()
+        shard_lock = threading.RLock()
 
         def get_shard_for_key(self: Any, partition_key: str, explicit_hash_key: str) -> Any:
             shard = original_lookup(self, partition_key, explicit_hash_key)
@@ -107,20 +107,16 @@ def _patch_moto_kinesis() -> None:
                     return candidate
             return shard
 
-        def put_record(self: Any, partition_key: str, data: str, explicit_hash_key: str) -> str:
-            with put_lock:
-                return str(original_put(self, partition_key, data, explicit_hash_key))
-
         def locked(original: Any) -> Any:
             def read(self: Any, *args: Any) -> Any:
-                with put_lock:
+                with shard_lock:
                     return original(self, *args)
 
             return read
 
         def keeping_records(original: Any, *shard_args: int) -> Any:
             def reshard(self: Any, *args: str) -> None:
-                with put_lock:
+                with shard_lock:
                     shards = [self.shards[args[i]] for i in shard_args if args[i] in self.shards]
                     kept = [(s, s.records) for s in shards]
                     for s in shards:
@@ -134,7 +130,7 @@ def _patch_moto_kinesis() -> None:
             return reshard
 
         setattr(models.Stream, "get_shard_for_key", get_shard_for_key)  # noqa: B010
-        setattr(models.Shard, "put_record", put_record)  # noqa: B010
+        setattr(models.Shard, "put_record", locked(original_put))  # noqa: B010
         for name, original in original_reads.items():
             setattr(models.Shard, name, locked(original))
         setattr(models.Stream, "split_shard", keeping_records(original_split, 0))  # noqa: B010
