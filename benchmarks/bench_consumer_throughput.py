@@ -263,9 +263,10 @@ def serve_moto(port: int) -> None:
 
     moto's Kinesis backend numbers records without a lock, so concurrent PutRecords calls
     (the producer filling the streams sends several) could lose records; a lock around the app
-    keeps moto's threaded server and HTTP keep-alive while the backend sees one request at a
-    time. moto also finds a shard's last sequence number by copying every key into a list, once
-    per record stored; the same answer in O(1) keeps filling the streams fast. Reads are
+    keeps moto's threaded server while the backend sees one request at a time (werkzeug 3.1
+    closes the connection after every answer: no keep-alive, a TCP connect per call). moto
+    also finds a shard's last sequence number by copying every key into a list, once per record
+    stored; the same answer in O(1) keeps filling the streams fast. Reads are
     moto's own code.
     """
     import logging

@@ -95,8 +95,8 @@ def serve_moto(port: int) -> None:
 
     moto's backends are not thread-safe (Kinesis numbers records without a lock; DynamoDB's
     conditional writes check and write in separate steps), and four processes call it at once
-    here; a lock around the app keeps moto's threaded server and HTTP keep-alive while the
-    backends see one request at a time.
+    here; a lock around the app keeps moto's threaded server while the backends see one
+    request at a time. werkzeug 3.1 closes the connection after every answer (no keep-alive).
     """
     import logging
 

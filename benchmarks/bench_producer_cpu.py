@@ -253,8 +253,11 @@ def serve_moto(port: int) -> None:
     moto's Kinesis backend is not thread-safe: two PutRecords calls handled at once can give
     records the same sequence number, and one overwrites the other. Clients that send several
     requests at once (kinesio does) would then appear to lose records. A lock around the app
-    keeps moto's threaded server, with HTTP keep-alive, while its backend sees one request at a
-    time.
+    keeps moto's threaded server while its backend sees one request at a time.
+
+    There is no HTTP keep-alive here: werkzeug's server (3.1) answers every request with
+    ``Connection: close``, so every client opens a new TCP connection per call. That cost lands
+    on every client in the table alike, and a real endpoint (TLS, keep-alive) costs differently.
 
     Its shards also find their last sequence number by copying every key into a list, once per
     record stored, so a shard gets slower as it fills (~1 200 records/s at 25 000 records).
