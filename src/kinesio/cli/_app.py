@@ -98,7 +98,9 @@ def _hint(exc: KinesioError) -> str | None:
     return None
 
 
-def main() -> None:
+def main(prog_name: str | None = None) -> None:
+    """Run the ``kinesio`` command on ``sys.argv``; ``prog_name`` is the name its usage shows
+    (default: how it was invoked)."""
     from kinesio.cli import _commands  # noqa: F401 - registers every command
 
-    app()
+    app(prog_name=prog_name)
