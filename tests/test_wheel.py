@@ -126,8 +126,23 @@ def test_wheel_installs_and_imports_from_its_own_folder(wheel: Path, tmp_path: P
     assert proc.returncode == 0, proc.stderr
     assert "Usage: kinesio" in proc.stdout
     assert "playground" in proc.stdout
+    # Without the [local] extra (moto hidden the way an install without it lacks it), the
+    # playground names the extra exactly.
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", _WITHOUT_MOTO + _RUN_MAIN, str(target), "playground"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "error: the playground needs the embedded emulator",
+        "hint: pip install 'kinesio[local]'",
+    ]
 
 
+_WITHOUT_MOTO = "import sys; sys.modules['moto'] = sys.modules['moto.server'] = None; "
 _RUN_MAIN = (
     "import runpy, sys; sys.path.insert(0, sys.argv[1]); del sys.argv[1]; "
     "sys.argv[0] = 'kinesio'; runpy.run_module('kinesio', run_name='__main__')"
