@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from kinesio._aws import AWSConfig
 from kinesio._errors import KinesioError
@@ -56,11 +57,15 @@ def _global(
 
 
 def fail(message: str, hint: str | None = None, code: int = 1) -> typer.Exit:
-    """Print one clear error line (and a hint), no traceback; return the Exit to raise."""
+    """Print one clear error line (and a hint), no traceback; return the Exit to raise.
+
+    ``message`` and ``hint`` are plain text, printed as given: ``pip install 'kinesio[local]'``
+    would otherwise lose ``[local]`` to rich's markup parser.
+    """
     # soft_wrap: one line, however narrow the (non-terminal) stderr is
-    console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     if hint:
-        console.print(f"[dim]hint:[/] {hint}", soft_wrap=True)
+        console.print(f"[dim]hint:[/] {escape(hint)}", soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -93,7 +98,9 @@ def _hint(exc: KinesioError) -> str | None:
     return None
 
 
-def main() -> None:
+def main(prog_name: str | None = None) -> None:
+    """Run the ``kinesio`` command on ``sys.argv``; ``prog_name`` is the name its usage shows
+    (default: how it was invoked)."""
     from kinesio.cli import _commands  # noqa: F401 - registers every command
 
-    app()
+    app(prog_name=prog_name)

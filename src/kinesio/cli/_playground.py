@@ -31,6 +31,7 @@ from typing import IO, Annotated
 import typer
 from rich.console import Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from kinesio._aws import AioKinesis
@@ -101,7 +102,7 @@ class _State:
     def note(self, text: str) -> None:
         self.events.append(f"{time.monotonic() - self.started:5.1f} s  {text}")
         if self.echo:
-            console.print(self.events[-1])
+            console.print(escape(self.events[-1]))
 
 
 def _read_logs(state: _State, workers: list[_Worker]) -> None:
@@ -235,7 +236,7 @@ async def _run(
         tempfile.TemporaryDirectory(prefix="kinesio-") as tmpdir,
     ):
         tmp = Path(tmpdir)
-        console.print(f"[dim]logs in {tmp}[/]")
+        console.print(f"[dim]logs in {escape(str(tmp))}[/]")
         aws = kinesis_endpoint.aws_config()
         env = dict(os.environ)
         env.update(
@@ -384,9 +385,11 @@ async def _run(
     )
     if verdict.lost:
         where = Counter(state.produced[rid] for rid in verdict.lost)
-        console.print(f"lost records by shard: {dict(where)}; e.g. {verdict.lost[:3]}")
+        console.print(
+            escape(f"lost records by shard: {dict(where)}; e.g. {verdict.lost[:3]}"), soft_wrap=True
+        )
     for problem in verdict.problems(3):
-        console.print(f"  {problem}")
+        console.print(f"  {escape(problem)}", soft_wrap=True)
     return 0 if ok else 1
 
 
