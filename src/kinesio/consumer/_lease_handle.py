@@ -110,6 +110,9 @@ class LeaseHandle:
         renewal holds the lock, and a checkpoint must not wait behind it forever."""
         if self.lost.is_set():
             return False
+        if not self._lock.locked():
+            await self._lock.acquire()  # uncontended: no task, no extra turn of the loop
+            return True
         acquire = asyncio.ensure_future(self._lock.acquire())
         lost = asyncio.ensure_future(self.lost.wait())
         try:
