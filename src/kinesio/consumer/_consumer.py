@@ -83,6 +83,9 @@ class ShardStream:
 
     @property
     def lost(self) -> bool:
+        """True once the lease is lost: taken by another worker, or expired on this worker's
+        clock (``failover_time`` without a successful renewal, even if one is still hanging)."""
+        _ = self._handle.active  # marks a locally expired lease lost
         return self._handle.lost.is_set()
 
     async def records(self) -> AsyncGenerator[list[Record], None]:
@@ -541,6 +544,9 @@ class AsyncConsumer:
                         count += len(batch)
                     else:
                         for record in batch:
+                            if stream.lost:
+                                # expired mid-batch: another worker may be reading it already
+                                raise LeaseLost(f"lease {stream.shard_id} lost mid-batch")
                             await _maybe_await(handler(record))
                             cp.stage(record)
                             count += 1

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -26,13 +26,10 @@ from kinesio._models import (
     Shard,
 )
 from kinesio.consumer import _assignment, _shards
+from kinesio.consumer._lease_handle import LeaseHandle as LeaseHandle
 from kinesio.events import (
-    CheckpointWritten,
     Emitter,
     LeaseAcquired,
-    LeaseLostEvent,
-    LeaseReleased,
-    LeaseRenewed,
     ShardEnded,
 )
 from kinesio.leases.base import LeaseStore
@@ -40,104 +37,6 @@ from kinesio.leases.base import LeaseStore
 logger = logging.getLogger("kinesio.leases")
 
 T = TypeVar("T")
-
-
-class LeaseHandle:
-    """A lease this worker holds: the version it last wrote, and a lock that serialises writes
-    (renewals and checkpoints both bump the counter, so they must not race each other)."""
-
-    def __init__(
-        self,
-        lease: Lease,
-        store: LeaseStore,
-        owner: str,
-        clock: Callable[[], float],
-        events: Emitter | None = None,
-    ) -> None:
-        self.lease = lease
-        self._events = events or Emitter(None)
-        self.key = lease.lease_key
-        self._store = store
-        self._owner = owner
-        self._clock = clock
-        self._lock = asyncio.Lock()
-        self.lost = asyncio.Event()
-        self.released = False
-        self.last_renewed = clock()
-        self.lost_reason = ""
-
-    @property
-    def active(self) -> bool:
-        return not self.lost.is_set() and not self.released
-
-    def mark_lost(self, reason: str) -> None:
-        if not self.lost.is_set():
-            self.lost_reason = reason
-            logger.info("lease %s lost: %s", self.key, reason)
-            self._events.emit(LeaseLostEvent(lease_key=self.key, reason=reason))
-            self.lost.set()
-
-    async def renew(self, failover_time: float) -> None:
-        """Renew; mark the lease lost if another worker wrote it, or if it could not be renewed
-        for ``failover_time`` (others may have taken it by now)."""
-        async with self._lock:
-            if not self.active:
-                return
-            try:
-                renewed = await self._store.renew(self.lease)
-            except KinesioError as exc:
-                if self._clock() - self.last_renewed > failover_time:
-                    self.mark_lost(f"not renewed for {failover_time:.1f} s ({exc})")
-                else:
-                    logger.warning("renewing lease %s failed, will retry: %s", self.key, exc)
-                return
-            if renewed is None:
-                self.mark_lost("another worker holds it now (renewal refused)")
-                return
-            self.lease = renewed
-            self.last_renewed = self._clock()
-            self._events.emit(LeaseRenewed(lease_key=self.key, lease_counter=renewed.lease_counter))
-
-    async def checkpoint(
-        self, position: ExtendedSequenceNumber, *, child_shard_ids: Collection[str] | None = None
-    ) -> None:
-        """Write ``position`` as this shard's checkpoint, fenced by the lease counter.
-
-        Raises :class:`LeaseLost` (and marks the lease lost) if this worker no longer holds the
-        lease; nothing is written then. AWS errors propagate (the write may be retried).
-        """
-        async with self._lock:
-            if not self.active:
-                raise LeaseLost(f"lease {self.key} is no longer held: {self.lost_reason}")
-            written = await self._store.checkpoint(
-                self.lease, self._owner, position, child_shard_ids=child_shard_ids
-            )
-            if written is None:
-                self.mark_lost("another worker holds it now (checkpoint refused)")
-                raise LeaseLost(f"lease {self.key} was taken by another worker; not checkpointed")
-            self.lease = written
-            self.last_renewed = self._clock()
-            self._events.emit(
-                CheckpointWritten(
-                    shard_id=self.key,
-                    sequence_number=position.sequence_number,
-                    sub_sequence_number=position.sub_sequence_number,
-                    lease_counter=written.lease_counter,
-                )
-            )
-
-    async def release(self) -> None:
-        """Give the lease up so another worker can take it at once (graceful shutdown)."""
-        async with self._lock:
-            if not self.active:
-                return
-            self.released = True
-            try:
-                await self._store.release(self.lease, self._owner)
-            except KinesioError as exc:
-                logger.warning("releasing lease %s failed (it will expire): %s", self.key, exc)
-                return
-            self._events.emit(LeaseReleased(lease_key=self.key))
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +199,7 @@ class LeaseCoordinator:
             if not self._taking:
                 return
             lease = self.table[key]
+            started = self._clock()
             taken = await self.store.take(lease, self.worker_id)
             if taken is None:
                 continue  # another worker was quicker
@@ -315,7 +215,15 @@ class LeaseCoordinator:
                     lease_counter=taken.lease_counter,
                 )
             )
-            handle = LeaseHandle(taken, self.store, self.worker_id, self._clock, self.events)
+            handle = LeaseHandle(
+                taken,
+                self.store,
+                self.worker_id,
+                self._clock,
+                self.events,
+                failover_time=self.settings.failover_time,
+                written_at=started,
+            )
             self.held[key] = handle
             self.table[key] = taken
             await self.acquired.put(handle)
