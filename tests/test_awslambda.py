@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import re
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -370,3 +372,14 @@ def test_a_real_shaped_event_from_the_lambda_documentation() -> None:
     # kinesio's encoder output inside such an event is the same aggregate the KPL writes.
     assert records(lambda_event([ProducerRecord(b"k", "1")], aggregate=True))[0].aggregated
     assert encode([ProducerRecord(b"k", "1")]).startswith(MAGIC)
+
+
+def test_the_readme_lambda_examples_run_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("## AWS Lambda", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert len(blocks) == 2
+    namespace: dict[str, Any] = {}
+    exec(compile("".join(blocks), "README.md", "exec"), namespace)
+    namespace["test_the_function_reports_the_failing_aggregate"]()
+    assert "shardId-000000000000" in capsys.readouterr().out  # the first record was handled
