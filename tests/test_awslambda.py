@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import logging
 import re
 from collections.abc import Sequence
@@ -20,7 +21,14 @@ from hypothesis import strategies as st
 
 from kinesio import ConfigurationError, KinesioError, ProducerRecord, Record, ValidationError
 from kinesio.aggregation import MAGIC, encode
-from kinesio.awslambda import LambdaRecord, aprocess, process, records
+from kinesio.awslambda import (
+    LambdaRecord,
+    aprocess,
+    aprocess_batches,
+    process,
+    process_batches,
+    records,
+)
 from kinesio.testing import LambdaEventBuilder, lambda_event
 
 EHK = 2**127 + 12345
@@ -284,6 +292,61 @@ def test_a_plain_function_returning_an_awaitable_is_a_configuration_error() -> N
 
     with pytest.raises(ConfigurationError, match="async def"):
         process(event, lambda r: work(r))
+
+
+def test_process_batches_hands_over_one_kinesis_record_at_a_time() -> None:
+    event, seqs = mixed_event()
+    seen: list[list[bytes]] = []
+    assert process_batches(event, lambda rs: seen.append([r.data for r in rs])) == {
+        "batchItemFailures": []
+    }
+    assert seen == [[b"first"], [b"a0", b"a1", b"a2"], [b"t0", b"t1"], [b"last"]]
+
+    def fail_theirs(rs: list[LambdaRecord]) -> None:
+        if rs[0].data == b"t0":
+            raise RuntimeError("db down")
+
+    assert process_batches(event, fail_theirs) == {
+        "batchItemFailures": [{"itemIdentifier": seqs[2]}]
+    }
+
+
+async def test_aprocess_batches_and_async_process_batches() -> None:
+    event, seqs = mixed_event()
+    sizes: list[int] = []
+
+    async def handler(rs: list[LambdaRecord]) -> None:
+        sizes.append(len(rs))
+        if len(rs) == 3:
+            raise RuntimeError("x")
+
+    assert await aprocess_batches(event, handler) == {
+        "batchItemFailures": [{"itemIdentifier": seqs[1]}]
+    }
+    assert sizes == [1, 3]
+
+
+def test_process_batches_runs_an_async_handler_in_its_own_loop() -> None:
+    event, _ = mixed_event()
+    sizes: list[int] = []
+
+    async def handler(rs: list[LambdaRecord]) -> None:
+        sizes.append(len(rs))
+
+    assert process_batches(event, handler) == {"batchItemFailures": []}
+    assert sizes == [1, 3, 2, 1]
+
+
+def test_an_aggregate_of_no_user_records_is_skipped() -> None:
+    body = b"\x0a\x01k"  # a partition key table and no records: valid, and empty
+    b = LambdaEventBuilder()
+    b.add_raw(MAGIC + body + hashlib.md5(body).digest(), "empty")
+    last = b.add(b"x", "k")
+    event = b.build()
+    assert [r.sequence_number for r in records(event)] == [last]
+    batches: list[list[LambdaRecord]] = []
+    assert process_batches(event, batches.append) == {"batchItemFailures": []}
+    assert [[r.data for r in rs] for rs in batches] == [[b"x"]]
 
 
 def test_base_exceptions_propagate() -> None:

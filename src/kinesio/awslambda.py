@@ -3,7 +3,8 @@
 A Lambda event source mapping hands a function up to ``BatchSize`` Kinesis records of one shard;
 records a KPL-style producer aggregated arrive still packed. :func:`records` unpacks them into
 kinesio :class:`~kinesio.Record` s, and :func:`process` / :func:`aprocess` call a handler per user
-record and build the ``{"batchItemFailures": [...]}`` answer that an event source mapping with
+record (:func:`process_batches` per Kinesis record) and build the
+``{"batchItemFailures": [...]}`` answer that an event source mapping with
 ``FunctionResponseTypes=["ReportBatchItemFailures"]`` reads.
 
 This module makes no AWS calls and imports nothing beyond kinesio itself.
@@ -25,7 +26,15 @@ from kinesio import aggregation
 from kinesio._errors import AggregationError, ConfigurationError, ValidationError
 from kinesio._models import ProducerRecord, Record
 
-__all__ = ["BatchResponse", "LambdaRecord", "aprocess", "process", "records"]
+__all__ = [
+    "BatchResponse",
+    "LambdaRecord",
+    "aprocess",
+    "aprocess_batches",
+    "process",
+    "process_batches",
+    "records",
+]
 
 logger = logging.getLogger("kinesio.awslambda")
 
@@ -50,6 +59,8 @@ class LambdaRecord(Record):
 
 Handler: TypeAlias = Callable[[LambdaRecord], object]
 AsyncHandler: TypeAlias = Callable[[LambdaRecord], Awaitable[object]]
+BatchHandler: TypeAlias = Callable[[list[LambdaRecord]], object]
+AsyncBatchHandler: TypeAlias = Callable[[list[LambdaRecord]], Awaitable[object]]
 
 
 def records(event: Mapping[str, Any]) -> list[LambdaRecord]:
@@ -93,22 +104,7 @@ def process(event: Mapping[str, Any], handler: Handler | AsyncHandler) -> BatchR
     plain function that returns an awaitable raises :class:`~kinesio.ConfigurationError`: pass
     the ``async def`` itself so the awaitable is not left un-awaited.
     """
-    batches = _parse(event)
-    if _is_async(handler):
-        return asyncio.run(_aprocess(batches, handler))
-    for batch in batches:
-        for record in batch:
-            try:
-                result = handler(record)
-            except Exception:
-                return _failed(record)
-            if inspect.isawaitable(result):
-                _close(result)
-                raise ConfigurationError(
-                    "the handler returned an awaitable: pass an async def function to process(), "
-                    "or await aprocess() from async code"
-                )
-    return {"batchItemFailures": []}
+    return _run(_units(_parse(event), per_record=True), handler, "process")
 
 
 async def aprocess(event: Mapping[str, Any], handler: Handler | AsyncHandler) -> BatchResponse:
@@ -116,20 +112,66 @@ async def aprocess(event: Mapping[str, Any], handler: Handler | AsyncHandler) ->
 
     Same order, failure and retry behaviour as :func:`process` (an aggregate is retried whole).
     """
-    return await _aprocess(_parse(event), handler)
+    return await _arun(_units(_parse(event), per_record=True), handler)
 
 
-async def _aprocess(
-    batches: list[list[LambdaRecord]], handler: Handler | AsyncHandler
+def process_batches(
+    event: Mapping[str, Any], handler: BatchHandler | AsyncBatchHandler
 ) -> BatchResponse:
-    for batch in batches:
-        for record in batch:
-            try:
-                result = handler(record)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                return _failed(record)
+    """Call ``handler(records)`` once per Kinesis record of ``event``, in order.
+
+    ``records`` are the user records that one Kinesis record held: all of an aggregate's, or
+    the one plain record (an aggregate of no user records is skipped). This suits handlers
+    that write a whole aggregate at once (one database transaction, one HTTP request), since
+    Lambda retries an aggregate whole anyway. When the handler raises, the sequence number of
+    that Kinesis record is reported; everything else (sync or async handler, logging, bad
+    events, blocking) is as in :func:`process`.
+    """
+    return _run(_units(_parse(event), per_record=False), handler, "process_batches")
+
+
+async def aprocess_batches(
+    event: Mapping[str, Any], handler: BatchHandler | AsyncBatchHandler
+) -> BatchResponse:
+    """:func:`process_batches` for code that already runs an event loop."""
+    return await _arun(_units(_parse(event), per_record=False), handler)
+
+
+# (the record a failure is reported for, what the handler is called with)
+_Unit: TypeAlias = tuple[LambdaRecord, Any]
+
+
+def _units(batches: list[list[LambdaRecord]], *, per_record: bool) -> list[_Unit]:
+    if per_record:
+        return [(record, record) for batch in batches for record in batch]
+    return [(batch[0], batch) for batch in batches if batch]
+
+
+def _run(units: list[_Unit], handler: Callable[[Any], object], name: str) -> BatchResponse:
+    if _is_async(handler):
+        return asyncio.run(_arun(units, handler))
+    for where, argument in units:
+        try:
+            result = handler(argument)
+        except Exception:
+            return _failed(where)
+        if inspect.isawaitable(result):
+            _close(result)
+            raise ConfigurationError(
+                f"the handler returned an awaitable: pass an async def function to {name}(), "
+                f"or await a{name}() from async code"
+            )
+    return {"batchItemFailures": []}
+
+
+async def _arun(units: list[_Unit], handler: Callable[[Any], object]) -> BatchResponse:
+    for where, argument in units:
+        try:
+            result = handler(argument)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            return _failed(where)
     return {"batchItemFailures": []}
 
 
