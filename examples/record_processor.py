@@ -30,6 +30,13 @@ from contextlib import contextmanager
 import kinesio
 
 Checkpointer = kinesio.BlockingCheckpointer
+_output = threading.Lock()
+
+
+def say(line: str) -> None:
+    """print() from several threads at once can interleave lines: one at a time."""
+    with _output:
+        print(line)
 
 
 class Processor:
@@ -41,24 +48,24 @@ class Processor:
 
     def initialize(self, input: kinesio.InitializationInput) -> None:
         self.shard_id = input.shard_id
-        print(f"{self.shard_id}: start after {input.extended_sequence_number.sequence_number}")
+        say(f"{self.shard_id}: start after {input.extended_sequence_number.sequence_number}")
 
     def process_records(self, input: kinesio.ProcessRecordsInput[Checkpointer]) -> None:
         for record in input.records:  # your processing here
-            print(f"{self.shard_id} {record.partition_key} {record.data.decode(errors='replace')}")
+            say(f"{self.shard_id} {record.partition_key} {record.data.decode(errors='replace')}")
         input.checkpointer.checkpoint()  # everything handed over so far
-        print(f"{self.shard_id}: processed {len(input.records)} records, checkpointed")
+        say(f"{self.shard_id}: processed {len(input.records)} records, checkpointed")
         self.on_processed(len(input.records))
 
     def lease_lost(self, input: kinesio.LeaseLostInput) -> None:
-        print(f"{self.shard_id}: lease lost (another worker has it); no checkpoint")
+        say(f"{self.shard_id}: lease lost (another worker has it); no checkpoint")
 
     def shard_ended(self, input: kinesio.ShardEndedInput[Checkpointer]) -> None:
-        print(f"{self.shard_id}: shard ended (resharded); its children come next")
+        say(f"{self.shard_id}: shard ended (resharded); its children come next")
 
     def shutdown_requested(self, input: kinesio.ShutdownRequestedInput[Checkpointer]) -> None:
         input.checkpointer.checkpoint()
-        print(f"{self.shard_id}: shutting down, checkpointed")
+        say(f"{self.shard_id}: shutting down, checkpointed")
 
 
 def consume(stream: str, application: str, count: int, aws: kinesio.AWSConfig) -> None:
@@ -75,7 +82,7 @@ def consume(stream: str, application: str, count: int, aws: kinesio.AWSConfig) -
                 consumer.request_shutdown()  # each processor gets shutdown_requested
 
     consumer.run(lambda: Processor(on_processed))
-    print(f"consumed {processed} records from {stream!r}")
+    say(f"consumed {processed} records from {stream!r}")
 
 
 def put_records(stream: str, count: int, aws: kinesio.AWSConfig) -> None:
