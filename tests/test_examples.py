@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -18,10 +19,11 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 COUNT = 12
 SHARDS = 2
 PAYLOADS = Counter(f"record {i}" for i in range(COUNT))
+STREAM = "examples-test"  # through $KINESIS_STREAM, as a deployment would pass it
 
 
 def check_producer(lines: list[str]) -> None:
-    assert f"produced {COUNT} records to 'kinesio-example'" in lines
+    assert f"produced {COUNT} records to '{STREAM}'" in lines
     per_shard = [re.fullmatch(r"shardId-\d+: (\d+) records", line) for line in lines]
     counts = [int(m.group(1)) for m in per_shard if m]
     assert sum(counts) == COUNT, lines
@@ -33,8 +35,8 @@ def check_producer(lines: list[str]) -> None:
 
 
 def check_consumer(lines: list[str]) -> None:
-    assert f"put {COUNT} records into 'kinesio-example'" in lines
-    assert lines[-1] == f"consumed {COUNT} records from 'kinesio-example'"
+    assert f"put {COUNT} records into '{STREAM}'" in lines
+    assert lines[-1] == f"consumed {COUNT} records from '{STREAM}'"
     # every record put is printed once, with its shard, as it was read
     seen = Counter(m.group(1) for line in lines if (m := re.search(r" (record \d+)$", line)))
     assert seen == PAYLOADS, lines
@@ -80,6 +82,7 @@ def test_the_example_runs_on_the_embedded_emulator(name: str) -> None:
         text=True,
         timeout=60,
         stdin=subprocess.DEVNULL,
+        env={**os.environ, "KINESIS_STREAM": STREAM},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
