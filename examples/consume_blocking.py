@@ -1,0 +1,107 @@
+"""Consume a stream with the blocking consumer, ``kinesio.Consumer``.
+
+The same work as ``consume_async.py`` without asyncio: ``consume_with(handle)`` blocks, calling
+``handle(record)`` in a worker thread a batch at a time, until ``request_shutdown()`` (safe from
+any thread) or SIGTERM / Ctrl-C. It stops once it has read ``--count`` records: it finishes the
+batch in hand, checkpoints it in the lease table (DynamoDB, created on first use) and releases
+its leases.
+
+On the embedded emulator (no AWS account; needs ``pip install 'kinesio[local]'``), which also
+puts ``--count`` records into the new stream first so that there is something to read::
+
+    python examples/consume_blocking.py --local
+
+On a stream of yours (needs Kinesis read and DynamoDB access)::
+
+    python examples/consume_blocking.py --stream my-stream --count 100 [--region eu-west-1]
+
+``--endpoint-url`` points it at another endpoint serving Kinesis and DynamoDB (LocalStack, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import kinesio
+
+
+def consume(stream: str, application: str, count: int, aws: kinesio.AWSConfig) -> None:
+    settings = kinesio.ConsumerSettings(initial_position=kinesio.InitialPosition.TRIM_HORIZON)
+    consumer = kinesio.Consumer(stream, application_name=application, aws=aws, settings=settings)
+    seen = 0
+    lock = threading.Lock()  # shards are handled in parallel threads
+
+    def handle(record: kinesio.Record) -> None:  # each shard's records in order
+        nonlocal seen
+        with lock:
+            seen += 1
+            print(
+                f"{record.shard_id} {record.sequence_number}:{record.sub_sequence_number} "
+                f"{record.partition_key} {record.data.decode(errors='replace')}"
+            )
+            if seen == count:
+                consumer.request_shutdown()  # finish this batch, checkpoint, release the leases
+
+    consumer.consume_with(handle, checkpoint_every=100)
+    print(f"consumed {seen} records from {stream!r}")
+
+
+def put_records(stream: str, count: int, aws: kinesio.AWSConfig) -> None:
+    """Give the consumer something to read (see produce_blocking.py)."""
+    with kinesio.Producer(stream, aws=aws) as producer:
+        futures = [
+            producer.put(f"record {i}".encode(), partition_key=f"user-{i % 10}")
+            for i in range(count)
+        ]
+        for future in futures:
+            future.result()
+    print(f"put {count} records into {stream!r}")
+
+
+@contextmanager
+def local_stream(stream: str, shards: int) -> Iterator[kinesio.AWSConfig]:
+    """Start the embedded emulator (moto, on 127.0.0.1) and create the stream in it."""
+    import boto3  # installed with kinesio[local], as moto needs it
+
+    from kinesio.local import LOCAL_ACCESS_KEY, LOCAL_SECRET_KEY, moto_server
+
+    with moto_server() as endpoint:
+        boto3.client(
+            "kinesis",
+            endpoint_url=endpoint.endpoint_url,
+            region_name=endpoint.region_name,
+            aws_access_key_id=LOCAL_ACCESS_KEY,
+            aws_secret_access_key=LOCAL_SECRET_KEY,
+        ).create_stream(StreamName=stream, ShardCount=shards)
+        print(f"embedded emulator at {endpoint.endpoint_url}, stream {stream!r} created")
+        yield endpoint.aws_config()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Consume a stream with kinesio.Consumer.")
+    parser.add_argument("--stream", default=os.environ.get("KINESIS_STREAM", "kinesio-example"))
+    parser.add_argument(
+        "--application-name", default="kinesio-example", help="names the lease table too"
+    )
+    parser.add_argument("--count", type=int, default=100, help="stop after this many records")
+    parser.add_argument("--region", help="AWS region (default: as boto3 finds it)")
+    parser.add_argument("--endpoint-url", help="Kinesis and DynamoDB endpoint (default: AWS's)")
+    parser.add_argument("--local", action="store_true", help="run on the embedded emulator")
+    parser.add_argument("--shards", type=int, default=2, help="with --local: the stream's shards")
+    args = parser.parse_args()
+
+    if args.local:
+        with local_stream(args.stream, args.shards) as aws:
+            put_records(args.stream, args.count, aws)
+            consume(args.stream, args.application_name, args.count, aws)
+    else:
+        aws = kinesio.AWSConfig(region_name=args.region, endpoint_url=args.endpoint_url)
+        consume(args.stream, args.application_name, args.count, aws)
+
+
+if __name__ == "__main__":
+    main()
