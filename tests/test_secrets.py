@@ -25,7 +25,6 @@ from kinesio._aws import AioKinesis, AWSConfig
 from kinesio._config import ConsumerSettings, InitialPosition, Polling, ProducerSettings
 from kinesio._errors import KinesioError
 from kinesio._models import Record
-from kinesio.cli import _commands  # noqa: F401 - registers every command
 from kinesio.cli._app import app
 from kinesio.consumer import AsyncConsumer
 from kinesio.leases import DynamoDBLeaseStore

@@ -10,7 +10,6 @@ import boto3
 import pytest
 from typer.testing import CliRunner, Result
 
-from kinesio.cli import _commands  # noqa: F401 - registers every command
 from kinesio.cli._app import app
 from kinesio.local import LocalEndpoint
 

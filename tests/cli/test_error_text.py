@@ -8,7 +8,6 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from kinesio.cli import _commands  # noqa: F401 - registers every command
 from kinesio.cli._app import app, fail
 
 

@@ -1,4 +1,8 @@
-"""What the operating commands share: AWS access from the global options, consoles, waiting."""
+"""What the commands share: the global options and AWS access, consoles, errors, waiting.
+
+This module imports no command module and not the app: the commands import it, and
+``kinesio.cli._app`` imports the commands.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,73 @@ import sys
 import time
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import IO, Any, TypeVar, cast
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from kinesio._aws import AioKinesis, AWSConfig
-from kinesio._errors import ResourceInUseError, ResourceNotFoundError
+from kinesio._errors import KinesioError, ResourceInUseError, ResourceNotFoundError
 from kinesio._models import StreamSummary
-from kinesio.cli._app import GlobalOptions, console, run_async
+
+console = Console(stderr=True)
+
+
+@dataclass
+class GlobalOptions:
+    region: str | None = None
+    profile: str | None = None
+    endpoint_url: str | None = None
+
+    def aws(self) -> AWSConfig:
+        return AWSConfig(
+            region_name=self.region, profile_name=self.profile, endpoint_url=self.endpoint_url
+        )
+
+
+def fail(message: str, hint: str | None = None, code: int = 1) -> typer.Exit:
+    """Print one clear error line (and a hint), no traceback; return the Exit to raise.
+
+    ``message`` and ``hint`` are plain text, printed as given: ``pip install 'kinesio[local]'``
+    would otherwise lose ``[local]`` to rich's markup parser.
+    """
+    # soft_wrap: one line, however narrow the (non-terminal) stderr is
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    if hint:
+        console.print(f"[dim]hint:[/] {escape(hint)}", soft_wrap=True)
+    return typer.Exit(code)
+
+
+def run_async(coro: object) -> object:
+    """Run a command's coroutine, turning kinesio errors into one line and exit code 1."""
+    try:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except KinesioError as exc:
+        raise fail(str(exc), hint=_hint(exc)) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def _hint(exc: KinesioError) -> str | None:
+    from kinesio import _errors as e
+
+    own = getattr(exc, "hint", "")  # e.g. kinesio.local.EmulatorError says what to install
+    if isinstance(own, str) and own:
+        return own
+    if isinstance(exc, e.CredentialsError):
+        return "configure credentials (aws configure, AWS_PROFILE, or AWS_ACCESS_KEY_ID/...)"
+    if isinstance(exc, e.EndpointConnectionError):
+        return "check --endpoint-url / AWS_ENDPOINT_URL and that the endpoint is running"
+    if isinstance(exc, e.ResourceNotFoundError):
+        return "check the name and --region; `kinesio stream create NAME` creates a stream"
+    if isinstance(exc, e.AccessDeniedError):
+        return "the credentials lack an IAM permission for this call"
+    if isinstance(exc, e.ConfigurationError):
+        return "see `kinesio --help` for the global options"
+    return None
+
 
 #: Seconds a command waits for a stream to become ACTIVE (resharding a large stream on the
 #: service takes minutes).

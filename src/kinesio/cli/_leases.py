@@ -23,8 +23,7 @@ from kinesio._aws import AWSConfig, create_client, map_aws_errors
 from kinesio._errors import KinesioError, MalformedLeaseError, ResourceNotFoundError
 from kinesio._kinesis import StartingPosition
 from kinesio._models import AT_TIMESTAMP, LATEST, SHARD_END, TRIM_HORIZON, Lease, Shard
-from kinesio.cli._app import app, console, fail
-from kinesio.cli._common import aws_config, execute, kinesis_client, out_console
+from kinesio.cli._common import aws_config, console, execute, fail, kinesis_client, out_console
 from kinesio.leases.base import is_lease_item
 from kinesio.leases.dynamodb import LEASE_KEY, lease_from_item
 
@@ -298,7 +297,6 @@ def _summary(rows: list[_Row], watched: bool) -> str:
     return text
 
 
-@app.command()
 def leases(
     ctx: typer.Context,
     application: Annotated[

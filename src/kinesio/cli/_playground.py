@@ -38,7 +38,7 @@ from kinesio._aws import AioKinesis
 from kinesio._config import ProducerSettings
 from kinesio._errors import KinesioError
 from kinesio._models import SHARD_END, Lease, PutResult
-from kinesio.cli._app import app, console, fail, run_async
+from kinesio.cli._common import console, fail, run_async
 from kinesio.leases import DynamoDBLeaseStore
 from kinesio.local import (
     KINESIS_MOCK_ENV,
@@ -393,7 +393,6 @@ async def _run(
     return 0 if ok else 1
 
 
-@app.command()
 def playground(
     shards: Annotated[int, typer.Option(min=1, max=50, help="Shards of the demo stream.")] = 4,
     workers: Annotated[

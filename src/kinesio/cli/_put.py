@@ -22,8 +22,7 @@ from kinesio._aws import AWSConfig
 from kinesio._config import ProducerSettings
 from kinesio._errors import ValidationError
 from kinesio._models import PutResult
-from kinesio.cli._app import app, console, fail
-from kinesio.cli._common import aws_config, execute
+from kinesio.cli._common import aws_config, console, execute, fail
 from kinesio.producer import AsyncProducer
 
 #: How many failed lines are shown one by one in the summary.
@@ -204,7 +203,6 @@ def _on_done(tally: _Tally, where: str, size: int) -> Callable[[asyncio.Future[P
     return done
 
 
-@app.command()
 def put(
     ctx: typer.Context,
     stream: Annotated[str, typer.Argument(help="The stream to write to.", show_default=False)],

@@ -12,10 +12,11 @@ from rich.table import Table
 from kinesio._aws import AWSConfig, create_client, map_aws_errors
 from kinesio._errors import ResourceInUseError
 from kinesio._models import MAX_HASH_KEY, Shard, StreamSummary
-from kinesio.cli._app import app, console, fail
 from kinesio.cli._common import (
     aws_config,
+    console,
     execute,
+    fail,
     kinesis_client,
     out_console,
     wait_until_active,
@@ -30,7 +31,6 @@ stream_app = typer.Typer(
     ),
     no_args_is_help=True,
 )
-app.add_typer(stream_app, name="stream")
 
 NoWait = Annotated[
     bool, typer.Option("--no-wait", help="Return at once instead of waiting for ACTIVE.")

@@ -23,8 +23,7 @@ from kinesio._aws import AioKinesis
 from kinesio._errors import ExpiredIteratorError, KinesioError
 from kinesio._kinesis import StartingPosition
 from kinesio._models import ChildShard, Record, Shard
-from kinesio.cli._app import app, console, fail
-from kinesio.cli._common import aws_config, binary_stdout, execute, kinesis_client
+from kinesio.cli._common import aws_config, binary_stdout, console, execute, fail, kinesis_client
 from kinesio.cli._stream import shard_id_arg
 from kinesio.consumer._deaggregate import deaggregate
 
@@ -337,7 +336,6 @@ class _Tail:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-@app.command()
 def tail(
     ctx: typer.Context,
     stream: Annotated[str, typer.Argument(help="The stream to read.", show_default=False)],
