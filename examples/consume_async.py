@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+
+from _setup import add_stream_arguments, aws_for
 
 import kinesio
 
@@ -61,44 +60,18 @@ async def put_records(stream: str, count: int, aws: kinesio.AWSConfig) -> None:
     print(f"put {count} records into {stream!r}")
 
 
-@contextmanager
-def local_stream(stream: str, shards: int) -> Iterator[kinesio.AWSConfig]:
-    """Start the embedded emulator (moto, on 127.0.0.1) and create the stream in it."""
-    import boto3  # installed with kinesio[local], as moto needs it
-
-    from kinesio.local import LOCAL_ACCESS_KEY, LOCAL_SECRET_KEY, moto_server
-
-    with moto_server() as endpoint:
-        boto3.client(
-            "kinesis",
-            endpoint_url=endpoint.endpoint_url,
-            region_name=endpoint.region_name,
-            aws_access_key_id=LOCAL_ACCESS_KEY,
-            aws_secret_access_key=LOCAL_SECRET_KEY,
-        ).create_stream(StreamName=stream, ShardCount=shards)
-        print(f"embedded emulator at {endpoint.endpoint_url}, stream {stream!r} created")
-        yield endpoint.aws_config()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description="Consume a stream with kinesio.AsyncConsumer.")
-    parser.add_argument("--stream", default=os.environ.get("KINESIS_STREAM", "kinesio-example"))
+    add_stream_arguments(parser)
     parser.add_argument(
         "--application-name", default="kinesio-example", help="names the lease table too"
     )
     parser.add_argument("--count", type=int, default=100, help="stop after this many records")
-    parser.add_argument("--region", help="AWS region (default: as boto3 finds it)")
-    parser.add_argument("--endpoint-url", help="Kinesis and DynamoDB endpoint (default: AWS's)")
-    parser.add_argument("--local", action="store_true", help="run on the embedded emulator")
-    parser.add_argument("--shards", type=int, default=2, help="with --local: the stream's shards")
     args = parser.parse_args()
 
-    if args.local:
-        with local_stream(args.stream, args.shards) as aws:
+    with aws_for(args) as aws:
+        if args.local:  # a new stream: put something there to read
             asyncio.run(put_records(args.stream, args.count, aws))
-            asyncio.run(consume(args.stream, args.application_name, args.count, aws))
-    else:
-        aws = kinesio.AWSConfig(region_name=args.region, endpoint_url=args.endpoint_url)
         asyncio.run(consume(args.stream, args.application_name, args.count, aws))
 
 
