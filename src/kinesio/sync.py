@@ -252,9 +252,19 @@ class Consumer:
         *,
         checkpoint_every: int = 1000,
         checkpoint_interval: float = 60.0,
+        max_concurrency: int = 1,
+        max_in_flight_records: int = 1000,
+        max_in_flight_bytes: int = 16 * 1024 * 1024,
+        retries: int = 0,
+        retry_backoff: float = 0.1,
+        max_retry_backoff: float = 10.0,
+        dead_letter: Callable[[Record, BaseException, int], object] | None = None,
     ) -> None:
         """Call ``handler(record)`` for every record until shutdown (see
-        ``AsyncConsumer.consume_with``); re-raises the handler's error after shutting down."""
+        ``AsyncConsumer.consume_with``, also for concurrency inside a shard, retries and
+        ``dead_letter``); re-raises the handler's error after shutting down. The handler runs
+        in worker threads (``max_concurrency`` per shard); ``dead_letter`` runs on the event
+        loop's thread, so it must be quick or async."""
 
         async def go(core: AsyncConsumer) -> None:
             await core.consume_with(
@@ -262,6 +272,13 @@ class Consumer:
                 checkpoint_every=checkpoint_every,
                 checkpoint_interval=checkpoint_interval,
                 in_thread=True,
+                max_concurrency=max_concurrency,
+                max_in_flight_records=max_in_flight_records,
+                max_in_flight_bytes=max_in_flight_bytes,
+                retries=retries,
+                retry_backoff=retry_backoff,
+                max_retry_backoff=max_retry_backoff,
+                dead_letter=dead_letter,
             )
 
         self._run(go)
