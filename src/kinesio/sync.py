@@ -283,6 +283,35 @@ class Consumer:
 
         self._run(go)
 
+    def consume_batches_with(
+        self,
+        handler: Callable[[list[Record]], object],
+        *,
+        max_records: int = 100,
+        max_wait: float = 1.0,
+        retries: int = 0,
+        retry_backoff: float = 0.1,
+        max_retry_backoff: float = 10.0,
+        dead_letter: Callable[[Record, BaseException, int], object] | None = None,
+    ) -> None:
+        """Call ``handler(records)`` with lists of one shard's records until shutdown (see
+        ``AsyncConsumer.consume_batches_with``); the handler runs in a worker thread, each
+        list is checkpointed when it returns."""
+
+        async def go(core: AsyncConsumer) -> None:
+            await core.consume_batches_with(
+                handler,
+                max_records=max_records,
+                max_wait=max_wait,
+                retries=retries,
+                retry_backoff=retry_backoff,
+                max_retry_backoff=max_retry_backoff,
+                dead_letter=dead_letter,
+                in_thread=True,
+            )
+
+        self._run(go)
+
     def run(self, processor_factory: Callable[[], RecordProcessor]) -> None:
         """Drive a KCL-style processor per shard until shutdown (see ``AsyncConsumer.run``).
 

@@ -22,6 +22,7 @@ from kinesio._config import ConsumerSettings, FanOut
 from kinesio._errors import KinesioError, LeaseLost, ValidationError
 from kinesio._kinesis import KinesisAPI
 from kinesio._models import ExtendedSequenceNumber, Record
+from kinesio.consumer._batches import check_batch_arguments, consume_shard_batches
 from kinesio.consumer._checkpointer import Checkpointer
 from kinesio.consumer._concurrency import DeadLetterHook, HandlerPolicy, consume_shard
 from kinesio.consumer._coordinator import LeaseCoordinator, LeaseHandle
@@ -617,6 +618,52 @@ class AsyncConsumer:
                     except (LeaseLost, KinesioError) as exc:
                         logger.warning("final checkpoint of %s failed: %s", stream.shard_id, exc)
                 raise
+
+        await self._drive(work)
+
+    async def consume_batches_with(
+        self,
+        handler: Callable[[list[Record]], object],
+        *,
+        max_records: int = 100,
+        max_wait: float = 1.0,
+        retries: int = 0,
+        retry_backoff: float = 0.1,
+        max_retry_backoff: float = 10.0,
+        dead_letter: DeadLetterHook | None = None,
+        in_thread: bool = False,
+    ) -> None:
+        """Call ``handler(records)`` (sync or async) with lists of one shard's records, in
+        order, until :meth:`request_shutdown` / :meth:`aclose` or a handler error.
+
+        A list holds up to ``max_records`` records; a shorter one is handed over once its
+        oldest record has waited ``max_wait`` seconds (also while the shard is idle), and
+        before the shard end. Each list is checkpointed (its last record, sub-sequence number
+        included) as soon as the handler returns from it: one lease-table write per list, so
+        raise ``max_records`` for busy shards. A failing list is retried whole (``retries``,
+        ``retry_backoff`` doubling up to ``max_retry_backoff``); if it still fails,
+        ``dead_letter(record, error, attempts)`` is called for each of its records, or without
+        a hook the consumer stops as :meth:`consume_with` does (the list is delivered again to
+        the next owner). ``in_thread=True`` runs a sync handler in a worker thread.
+        """
+        check_batch_arguments(max_records, max_wait)
+        HandlerPolicy(
+            retries=retries, retry_backoff=retry_backoff, max_retry_backoff=max_retry_backoff
+        )  # validates the retry arguments
+
+        async def work(stream: ShardStream) -> None:
+            await consume_shard_batches(
+                stream,
+                handler,
+                max_records=max_records,
+                max_wait=max_wait,
+                retries=retries,
+                retry_backoff=retry_backoff,
+                max_retry_backoff=max_retry_backoff,
+                dead_letter=dead_letter,
+                in_thread=in_thread,
+                events=self._events,
+            )
 
         await self._drive(work)
 
