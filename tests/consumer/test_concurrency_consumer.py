@@ -14,6 +14,8 @@ from typing import Any
 
 import boto3
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 import kinesio
 from kinesio import AsyncConsumer, AsyncProducer, ProducerSettings
@@ -21,6 +23,7 @@ from kinesio._models import ExtendedSequenceNumber, Record
 from kinesio.events import DiagnosticEvent, RecordDeadLettered
 from kinesio.leases import MemoryLeaseStore
 from kinesio.local import LocalEndpoint
+from kinesio.prometheus import PrometheusMetrics
 from kinesio.testing import InMemoryKinesis
 
 STREAM = "events"
@@ -238,3 +241,46 @@ def test_the_blocking_consumer_runs_a_slow_sync_handler_concurrently_on_moto(
         assert {i["leaseKey"]["S"]: i["checkpoint"]["S"] for i in items} == last
     finally:
         client.delete_stream(StreamName=stream)
+
+
+async def test_retries_and_dead_letters_are_counted_in_prometheus() -> None:
+    kinesis = await make_stream(1, 20, 5, aggregate=False)
+    registry = CollectorRegistry()
+    metrics = PrometheusMetrics(registry)
+    handled: list[int] = []
+    dead: list[int] = []
+
+    def handle(record: Record) -> None:
+        if number(record) in (4, 9):
+            raise ValueError("bad")
+        handled.append(number(record))
+
+    consumer = AsyncConsumer(
+        STREAM,
+        application_name=APP,
+        settings=fast(),
+        kinesis=kinesis,
+        lease_store=MemoryLeaseStore(),
+        on_event=metrics,
+    )
+    await consumer.start()
+    task = asyncio.create_task(
+        consumer.consume_with(
+            handle,
+            retries=2,
+            retry_backoff=0.001,
+            dead_letter=lambda record, error, attempts: dead.append(number(record)),
+        )
+    )
+    await wait_for(lambda: len(handled) + len(dead) == 20)
+    await consumer.aclose()
+    await task
+    samples = {
+        s.name: s.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in family.samples
+        if s.name.startswith("kinesio_consumer_")
+    }
+    assert samples["kinesio_consumer_handler_retries_total"] == 4  # 2 records x 2 retries
+    assert samples["kinesio_consumer_records_dead_lettered_total"] == 2
+    assert dead == [4, 9]
