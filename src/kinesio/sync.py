@@ -24,7 +24,7 @@ from kinesio._config import ProducerSettings, Raise
 from kinesio._errors import BacklogFullError, ProducerClosedError
 from kinesio._kinesis import KinesisAPI
 from kinesio._models import ExtendedSequenceNumber, PutResult, Record
-from kinesio.consumer._checkpointer import Checkpointer
+from kinesio.consumer._checkpointer import Checkpointer, PreparedCheckpoint
 from kinesio.consumer._consumer import AsyncConsumer, RecordProcessor
 from kinesio.events import EventHook
 from kinesio.metrics import ProducerMetrics
@@ -229,6 +229,33 @@ class BlockingCheckpointer:
         """Write the checkpoint and block until done; raises :class:`kinesio.LeaseLost` if the
         lease is no longer held (see ``Checkpointer.checkpoint``)."""
         anyio.from_thread.run(self._checkpointer.checkpoint, record)
+
+    @property
+    def pending_checkpoint(self) -> ExtendedSequenceNumber | None:
+        """See ``Checkpointer.pending_checkpoint``."""
+        return self._checkpointer.pending_checkpoint
+
+    def prepare_checkpoint(
+        self, record: Record | ExtendedSequenceNumber | None = None
+    ) -> BlockingPreparedCheckpoint:
+        """Write a pending checkpoint and block until done (see
+        ``Checkpointer.prepare_checkpoint``); ``commit()`` on the result makes it the
+        checkpoint."""
+        prepared = anyio.from_thread.run(self._checkpointer.prepare_checkpoint, record)
+        return BlockingPreparedCheckpoint(prepared)
+
+
+class BlockingPreparedCheckpoint:
+    """The blocking face of a ``PreparedCheckpoint``."""
+
+    def __init__(self, prepared: PreparedCheckpoint) -> None:
+        self._prepared = prepared
+        self.position = prepared.position
+
+    def commit(self) -> None:
+        """Make the pending checkpoint the checkpoint; blocks until written (see
+        ``PreparedCheckpoint.commit``)."""
+        anyio.from_thread.run(self._prepared.commit)
 
 
 class Consumer:

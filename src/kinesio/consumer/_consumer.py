@@ -184,10 +184,13 @@ C = TypeVar("C")
 
 @dataclass(frozen=True, slots=True)
 class InitializationInput:
-    """Given to ``initialize``: the shard and the checkpoint processing resumes after."""
+    """Given to ``initialize``: the shard, the checkpoint processing resumes after, and the
+    pending checkpoint a previous owner prepared and did not commit (None if there is none; see
+    :meth:`Checkpointer.prepare_checkpoint`), as the KCL's ``InitializationInput`` has them."""
 
     shard_id: str
     extended_sequence_number: ExtendedSequenceNumber
+    pending_checkpoint: ExtendedSequenceNumber | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -700,7 +703,11 @@ class AsyncConsumer:
             stream._before_shard_end = ended
             await call(
                 processor.initialize,
-                InitializationInput(stream.shard_id, stream.checkpointer.last_checkpoint),
+                InitializationInput(
+                    stream.shard_id,
+                    stream.checkpointer.last_checkpoint,
+                    stream.checkpointer.pending_checkpoint,
+                ),
             )
             try:
                 async for batch in stream.records():
