@@ -281,3 +281,69 @@ async def test_cancel_stops_running_handlers_and_finishes_nothing() -> None:
     await asyncio.sleep(0)
     await runner.cancel()
     assert runner.frontier.advance() == (None, 0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 5), st.integers(0, 3), st.booleans()), min_size=1, max_size=40
+    ),
+    st.integers(1, 6),
+    st.booleans(),
+)
+def test_any_completion_order_with_failures_keeps_key_order_and_an_exact_prefix(
+    plan: list[tuple[int, int, bool]], concurrency: int, with_hook: bool
+) -> None:
+    """Records (key, delay in ms, fails): whatever finishes when, each key's records run in
+    order, the frontier covers exactly the finished prefix, and a failure without a hook stops
+    new work at it."""
+
+    async def scenario() -> None:
+        records = [rec(i, key=f"k{key}") for i, (key, _, _) in enumerate(plan)]
+        completed: list[int] = []  # finished or dead-lettered, in the order it happened
+        dead: list[int] = []
+
+        def dead_letter(record: Record, error: BaseException, attempts: int) -> None:
+            dead.append(int(record.data))
+            completed.append(int(record.data))
+
+        async def handler(record: Record) -> None:
+            i = int(record.data)
+            await asyncio.sleep(plan[i][1] / 1000)
+            if plan[i][2]:
+                raise ValueError(f"record {i}")
+            completed.append(i)
+
+        policy = HandlerPolicy(
+            max_concurrency=concurrency,
+            max_in_flight_records=8,
+            dead_letter=dead_letter if with_hook else None,
+        )
+        runner = KeyedRunner(handler, policy, executor=None, events=Emitter(None))
+        try:
+            await run_all(runner, records)
+        except ValueError:
+            assert not with_hook
+        done = set(completed)
+        assert set(dead) <= done
+        by_key: dict[str, list[int]] = defaultdict(list)
+        for i in completed:
+            by_key[records[i].partition_key].append(i)
+        # records of one key complete in their shard order
+        assert all(ns == sorted(ns) for ns in by_key.values())
+        last, count = runner.frontier.advance()
+        prefix = 0
+        while prefix in done:
+            prefix += 1
+        assert count == prefix
+        assert (last is None and prefix == 0) or (last is not None and int(last.data) == prefix - 1)
+        if with_hook:
+            assert done == set(range(len(plan)))
+        else:
+            first_failure = next((i for i, (_, _, fails) in enumerate(plan) if fails), None)
+            if first_failure is None:
+                assert done == set(range(len(plan)))
+            else:
+                assert prefix <= first_failure
+
+    asyncio.run(scenario())
