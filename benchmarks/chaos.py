@@ -330,10 +330,23 @@ async def run_worker(args: argparse.Namespace) -> None:
         def handle(record: Record) -> None:
             log.handled(record.shard_id, record.position, record.data)
 
+        jitter = random.Random(os.getpid())
+
+        async def handle_concurrently(record: Record) -> None:
+            # finish out of order across keys, so a checkpoint past an unfinished record
+            # would show up as a lost record after the next kill
+            await asyncio.sleep(jitter.random() * 0.002)
+            log.handled(record.shard_id, record.position, record.data)
+
         background = asyncio.create_task(storms_and_orphans())
         try:
             async with consumer:
-                await consumer.consume_with(handle, checkpoint_every=200, checkpoint_interval=1.0)
+                await consumer.consume_with(
+                    handle if args.max_concurrency == 1 else handle_concurrently,
+                    checkpoint_every=200,
+                    checkpoint_interval=1.0,
+                    max_concurrency=args.max_concurrency,
+                )
         finally:
             background.cancel()
             await kinesis.aclose()
@@ -365,6 +378,7 @@ class Run:
     fault_rate: float
     seed: int
     faults: frozenset[str]
+    max_concurrency: int = 1
     workers: list[Worker] = field(default_factory=list)
     disruptions: list[Disruption] = field(default_factory=list)
     snapshots: list[LeaseSnapshot] = field(default_factory=list)
@@ -409,6 +423,8 @@ class Run:
             str(self.fault_rate),
             "--storm-every",
             str(self.size.storm_every if "storm" in self.faults else 0.0),
+            "--max-concurrency",
+            str(self.max_concurrency),
         ]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr)
         w = Worker(name, proc, log, stderr)
@@ -604,7 +620,7 @@ async def consumer_run(args: argparse.Namespace) -> int:
             tmp.mkdir(parents=True, exist_ok=True)
         wanted = faults_wanted(args)
         rate = args.fault_rate if "errors" in wanted else 0.0
-        run = Run(size, endpoints, proxy, tmp, rate, args.seed, wanted)
+        run = Run(size, endpoints, proxy, tmp, rate, args.seed, wanted, args.max_concurrency)
         kinesis = await AioKinesis.create(LocalEndpoint(endpoints.kinesis).aws_config())
         store = DynamoDBLeaseStore(APP, aws=LocalEndpoint(endpoints.dynamodb).aws_config())
         producer_faults = BotocoreFaults(
@@ -811,12 +827,19 @@ def main(argv: list[str] | None = None) -> int:
             help=f"comma-separated faults to leave out, of: {', '.join(FAULTS)}",
         )
         p.add_argument("--keep", default="", help="directory to keep the worker logs in")
+        p.add_argument(
+            "--max-concurrency",
+            type=int,
+            default=1,
+            help="consumer mode: each worker's consume_with(max_concurrency=...)",
+        )
     w = sub.add_parser("worker")
     for name in ("--name", "--stream", "--app", "--log", "--kinesis", "--dynamodb"):
         w.add_argument(name, required=True)
     w.add_argument("--failover", type=float, default=2.0)
     w.add_argument("--fault-rate", type=float, default=0.02)
     w.add_argument("--storm-every", type=float, default=0.0)
+    w.add_argument("--max-concurrency", type=int, default=1)
     args = parser.parse_args(argv)
     if args.mode == "worker":
         import logging

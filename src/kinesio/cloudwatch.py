@@ -34,10 +34,12 @@ from kinesio.events import (
     BatchProcessed,
     CheckpointWritten,
     DiagnosticEvent,
+    HandlerRetried,
     LeaseAcquired,
     LeaseLostEvent,
     LeaseReleased,
     PutRecordsSent,
+    RecordDeadLettered,
     RecordFailed,
     RecordsFetched,
     Stats,
@@ -93,6 +95,8 @@ METRICS: dict[str, tuple[str, str, str, str]] = {
     ),
     "RecordsProcessed": ("Count", "shard", "KCL", "user records the handler returned from"),
     "DataBytesProcessed": ("Bytes", "shard", "KCL", "their data bytes"),
+    "HandlerRetries": ("Count", "shard", "kinesio", "handler calls that raised and were retried"),
+    "RecordsDeadLettered": ("Count", "shard", "kinesio", "records handed to dead_letter"),
     "MillisBehindLatest": ("Milliseconds", "shard", "KCL", "how far behind each read was"),
     "CurrentLeases": ("Count", "stream", "KCL", "leases held, sampled at each flush"),
     "TakenLeases": ("Count", "stream", "KCL", "leases taken (including stolen)"),
@@ -297,6 +301,10 @@ class CloudWatchMetrics:
             case BatchProcessed():
                 self._sample(ns, "RecordsProcessed", stream, event.shard_id, event.records)
                 self._sample(ns, "DataBytesProcessed", stream, event.shard_id, event.bytes)
+            case HandlerRetried():
+                self._sample(ns, "HandlerRetries", stream, event.shard_id, 1)
+            case RecordDeadLettered():
+                self._sample(ns, "RecordsDeadLettered", stream, event.shard_id, 1)
             case LeaseAcquired():
                 self._held[(ns, stream)].add(event.lease_key)
                 self._sample(ns, "TakenLeases", stream, None, 1)

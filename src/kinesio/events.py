@@ -325,6 +325,34 @@ class BatchProcessed(DiagnosticEvent):
     millis_behind_latest: int | None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HandlerRetried(DiagnosticEvent):
+    """``consume_with``'s handler raised on a record and will be called with it again
+    (``retries`` > 0): ``attempt`` is the attempt that failed (1 for the first), ``error`` its
+    message and ``error_type`` its class name."""
+
+    shard_id: str
+    sequence_number: str
+    sub_sequence_number: int
+    attempt: int
+    error: str
+    error_type: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordDeadLettered(DiagnosticEvent):
+    """A record whose handler still failed after ``attempts`` attempts was handed to the
+    ``dead_letter`` hook, which returned: the record counts as processed and is checkpointed
+    past."""
+
+    shard_id: str
+    sequence_number: str
+    sub_sequence_number: int
+    attempts: int
+    error: str
+    error_type: str
+
+
 EventHook = Callable[[DiagnosticEvent], object]
 
 

@@ -26,11 +26,13 @@ from kinesio.events import (
     BatchProcessed,
     CheckpointWritten,
     DiagnosticEvent,
+    HandlerRetried,
     LeaseAcquired,
     LeaseLostEvent,
     LeaseReleased,
     LeaseRenewed,
     PutRecordsSent,
+    RecordDeadLettered,
     RecordFailed,
     RecordsFetched,
     ShardBlockedOnParent,
@@ -133,6 +135,16 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
         "counter",
         _SHARD,
         "User records the handler returned from",
+    ),
+    "kinesio_consumer_handler_retries": (
+        "counter",
+        _SHARD,
+        "Handler calls that raised and were retried (consume_with retries)",
+    ),
+    "kinesio_consumer_records_dead_lettered": (
+        "counter",
+        _SHARD,
+        "Records handed to the dead_letter hook after their last failed attempt",
     ),
     "kinesio_consumer_bytes_processed": (
         "counter",
@@ -360,6 +372,10 @@ class PrometheusMetrics:
                 shard = (stream, event.shard_id)
                 self._inc("kinesio_consumer_records_processed", shard, event.records)
                 self._inc("kinesio_consumer_bytes_processed", shard, event.bytes)
+            case HandlerRetried():
+                self._inc("kinesio_consumer_handler_retries", (stream, event.shard_id))
+            case RecordDeadLettered():
+                self._inc("kinesio_consumer_records_dead_lettered", (stream, event.shard_id))
             case LeaseAcquired():
                 kind = "stolen" if event.stolen else "acquired"
                 self._inc("kinesio_consumer_lease_events", (stream, event.lease_key, kind))

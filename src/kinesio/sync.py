@@ -24,7 +24,7 @@ from kinesio._config import ProducerSettings, Raise
 from kinesio._errors import BacklogFullError, ProducerClosedError
 from kinesio._kinesis import KinesisAPI
 from kinesio._models import ExtendedSequenceNumber, PutResult, Record
-from kinesio.consumer._checkpointer import Checkpointer
+from kinesio.consumer._checkpointer import Checkpointer, PreparedCheckpoint
 from kinesio.consumer._consumer import AsyncConsumer, RecordProcessor
 from kinesio.events import EventHook
 from kinesio.metrics import ProducerMetrics
@@ -230,6 +230,33 @@ class BlockingCheckpointer:
         lease is no longer held (see ``Checkpointer.checkpoint``)."""
         anyio.from_thread.run(self._checkpointer.checkpoint, record)
 
+    @property
+    def pending_checkpoint(self) -> ExtendedSequenceNumber | None:
+        """See ``Checkpointer.pending_checkpoint``."""
+        return self._checkpointer.pending_checkpoint
+
+    def prepare_checkpoint(
+        self, record: Record | ExtendedSequenceNumber | None = None
+    ) -> BlockingPreparedCheckpoint:
+        """Write a pending checkpoint and block until done (see
+        ``Checkpointer.prepare_checkpoint``); ``commit()`` on the result makes it the
+        checkpoint."""
+        prepared = anyio.from_thread.run(self._checkpointer.prepare_checkpoint, record)
+        return BlockingPreparedCheckpoint(prepared)
+
+
+class BlockingPreparedCheckpoint:
+    """The blocking face of a ``PreparedCheckpoint``."""
+
+    def __init__(self, prepared: PreparedCheckpoint) -> None:
+        self._prepared = prepared
+        self.position = prepared.position
+
+    def commit(self) -> None:
+        """Make the pending checkpoint the checkpoint; blocks until written (see
+        ``PreparedCheckpoint.commit``)."""
+        anyio.from_thread.run(self._prepared.commit)
+
 
 class Consumer:
     """The blocking consumer: :class:`AsyncConsumer` on a private event-loop thread.
@@ -252,15 +279,61 @@ class Consumer:
         *,
         checkpoint_every: int = 1000,
         checkpoint_interval: float = 60.0,
+        max_concurrency: int = 1,
+        max_in_flight_records: int = 1000,
+        max_in_flight_bytes: int = 16 * 1024 * 1024,
+        retries: int = 0,
+        retry_backoff: float = 0.1,
+        max_retry_backoff: float = 10.0,
+        dead_letter: Callable[[Record, BaseException, int], object] | None = None,
     ) -> None:
         """Call ``handler(record)`` for every record until shutdown (see
-        ``AsyncConsumer.consume_with``); re-raises the handler's error after shutting down."""
+        ``AsyncConsumer.consume_with``, also for concurrency inside a shard, retries and
+        ``dead_letter``); re-raises the handler's error after shutting down. The handler runs
+        in worker threads (``max_concurrency`` per shard); ``dead_letter`` runs on the event
+        loop's thread, so it must be quick or async."""
 
         async def go(core: AsyncConsumer) -> None:
             await core.consume_with(
                 handler,
                 checkpoint_every=checkpoint_every,
                 checkpoint_interval=checkpoint_interval,
+                in_thread=True,
+                max_concurrency=max_concurrency,
+                max_in_flight_records=max_in_flight_records,
+                max_in_flight_bytes=max_in_flight_bytes,
+                retries=retries,
+                retry_backoff=retry_backoff,
+                max_retry_backoff=max_retry_backoff,
+                dead_letter=dead_letter,
+            )
+
+        self._run(go)
+
+    def consume_batches_with(
+        self,
+        handler: Callable[[list[Record]], object],
+        *,
+        max_records: int = 100,
+        max_wait: float = 1.0,
+        retries: int = 0,
+        retry_backoff: float = 0.1,
+        max_retry_backoff: float = 10.0,
+        dead_letter: Callable[[Record, BaseException, int], object] | None = None,
+    ) -> None:
+        """Call ``handler(records)`` with lists of one shard's records until shutdown (see
+        ``AsyncConsumer.consume_batches_with``); the handler runs in a worker thread, each
+        list is checkpointed when it returns."""
+
+        async def go(core: AsyncConsumer) -> None:
+            await core.consume_batches_with(
+                handler,
+                max_records=max_records,
+                max_wait=max_wait,
+                retries=retries,
+                retry_backoff=retry_backoff,
+                max_retry_backoff=max_retry_backoff,
+                dead_letter=dead_letter,
                 in_thread=True,
             )
 

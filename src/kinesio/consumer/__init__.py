@@ -1,6 +1,6 @@
 """The consumer: KCL-compatible leases, fenced checkpoints, resharding, polling and fan-out."""
 
-from kinesio.consumer._checkpointer import Checkpointer
+from kinesio.consumer._checkpointer import Checkpointer, PreparedCheckpoint
 from kinesio.consumer._consumer import (
     AsyncConsumer,
     InitializationInput,
@@ -18,6 +18,7 @@ __all__ = [
     "Checkpointer",
     "InitializationInput",
     "LeaseLostInput",
+    "PreparedCheckpoint",
     "ProcessRecordsInput",
     "RecordHandler",
     "RecordProcessor",

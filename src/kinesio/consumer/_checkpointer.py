@@ -78,6 +78,68 @@ class Checkpointer:
             )
         self._staged = record.position
 
+    @property
+    def pending_checkpoint(self) -> ExtendedSequenceNumber | None:
+        """The pending (prepared, not committed) checkpoint of the lease: the one this worker
+        prepared last, or, right after taking the lease, the one its previous owner prepared
+        and did not commit (the KCL hands the same to ``initialize``)."""
+        return self._handle.lease.pending_checkpoint
+
+    async def prepare_checkpoint(
+        self, record: Record | ExtendedSequenceNumber | None = None
+    ) -> PreparedCheckpoint:
+        """Durably record ``record``'s position (or the staged one) as the pending checkpoint,
+        leaving the checkpoint where it is; ``await prepared.commit()`` makes it the checkpoint.
+
+        The two-phase checkpoint of the KCL (``prepareCheckpoint``): write the pending
+        checkpoint, make your side effect, commit. A worker that takes the lease over before
+        the commit resumes after the old checkpoint and sees the pending one
+        (:attr:`pending_checkpoint`, ``InitializationInput.pending_checkpoint``), so it can tell
+        which side effects may already have happened. Stored in the lease item's
+        ``pendingCheckpoint`` / ``pendingCheckpointSubSequenceNumber``, as the KCL does; a
+        plain :meth:`checkpoint` clears it. Fenced and validated like :meth:`checkpoint`
+        (:class:`LeaseLost`, :class:`kinesio.ValidationError`, nothing written).
+        """
+        if record is None:
+            position = self._staged
+        elif isinstance(record, Record):
+            self.stage(record)
+            position = self._staged
+        else:
+            position = record
+        if position is None:
+            raise ValidationError(
+                f"nothing to prepare on shard {self.shard_id}: pass a record or stage one first"
+            )
+        self._check(position)
+        await self._handle.checkpoint(self._written, pending=position)
+        return PreparedCheckpoint(self, position)
+
+    def _check(self, position: ExtendedSequenceNumber) -> None:
+        if position.is_sentinel:
+            # SHARD_END is written by kinesio itself, after the children's leases exist.
+            raise ValidationError(
+                f"{position.sequence_number} is not a position to checkpoint; "
+                "checkpoint a record or a sequence number"
+            )
+        check_issued_by(position.sequence_number, self.shard_id)
+        if self._delivered is None or position > self._delivered:
+            raise ValidationError(
+                f"{position.sequence_number}/{position.sub_sequence_number} was not delivered "
+                f"from shard {self.shard_id}; checkpoint only records you received"
+            )
+        if position < self._written:
+            raise ValidationError(
+                f"checkpoint {position.sequence_number} lies before the current checkpoint "
+                f"{self._written.sequence_number} of shard {self.shard_id}"
+            )
+
+    async def _commit(self, position: ExtendedSequenceNumber) -> None:
+        # written even when the position equals the checkpoint: it clears the pending one
+        self._check(position)
+        await self._handle.checkpoint(position)
+        self._written = position
+
     async def checkpoint(self, record: Record | ExtendedSequenceNumber | None = None) -> None:
         """Write the staged position (or ``record``'s) as this shard's checkpoint.
 
@@ -98,22 +160,20 @@ class Checkpointer:
             if not self._handle.active:
                 raise LeaseLost(f"lease {self.shard_id} is no longer held")
             return
-        if position.is_sentinel:
-            # SHARD_END is written by kinesio itself, after the children's leases exist.
-            raise ValidationError(
-                f"{position.sequence_number} is not a position to checkpoint; "
-                "checkpoint a record or a sequence number"
-            )
-        check_issued_by(position.sequence_number, self.shard_id)
-        if self._delivered is None or position > self._delivered:
-            raise ValidationError(
-                f"{position.sequence_number}/{position.sub_sequence_number} was not delivered "
-                f"from shard {self.shard_id}; checkpoint only records you received"
-            )
-        if position < self._written:
-            raise ValidationError(
-                f"checkpoint {position.sequence_number} lies before the current checkpoint "
-                f"{self._written.sequence_number} of shard {self.shard_id}"
-            )
+        self._check(position)
         await self._handle.checkpoint(position)
         self._written = position
+
+
+class PreparedCheckpoint:
+    """A pending checkpoint written by :meth:`Checkpointer.prepare_checkpoint`."""
+
+    def __init__(self, checkpointer: Checkpointer, position: ExtendedSequenceNumber) -> None:
+        self._checkpointer = checkpointer
+        self.position = position
+
+    async def commit(self) -> None:
+        """Make the pending checkpoint the checkpoint (and clear the pending one); fenced and
+        validated like :meth:`Checkpointer.checkpoint` (:class:`LeaseLost`; a
+        :class:`kinesio.ValidationError` if the checkpoint has moved past it meanwhile)."""
+        await self._checkpointer._commit(self.position)

@@ -22,7 +22,9 @@ from kinesio._config import ConsumerSettings, FanOut
 from kinesio._errors import KinesioError, LeaseLost, ValidationError
 from kinesio._kinesis import KinesisAPI
 from kinesio._models import ExtendedSequenceNumber, Record
+from kinesio.consumer._batches import check_batch_arguments, consume_shard_batches
 from kinesio.consumer._checkpointer import Checkpointer
+from kinesio.consumer._concurrency import DeadLetterHook, HandlerPolicy, consume_shard
 from kinesio.consumer._coordinator import LeaseCoordinator, LeaseHandle
 from kinesio.consumer._fetcher import (
     FanOutFetcher,
@@ -182,10 +184,13 @@ C = TypeVar("C")
 
 @dataclass(frozen=True, slots=True)
 class InitializationInput:
-    """Given to ``initialize``: the shard and the checkpoint processing resumes after."""
+    """Given to ``initialize``: the shard, the checkpoint processing resumes after, and the
+    pending checkpoint a previous owner prepared and did not commit (None if there is none; see
+    :meth:`Checkpointer.prepare_checkpoint`), as the KCL's ``InitializationInput`` has them."""
 
     shard_id: str
     extended_sequence_number: ExtendedSequenceNumber
+    pending_checkpoint: ExtendedSequenceNumber | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,6 +498,13 @@ class AsyncConsumer:
         checkpoint_every: int = 1000,
         checkpoint_interval: float = 60.0,
         in_thread: bool = False,
+        max_concurrency: int = 1,
+        max_in_flight_records: int = 1000,
+        max_in_flight_bytes: int = 16 * 1024 * 1024,
+        retries: int = 0,
+        retry_backoff: float = 0.1,
+        max_retry_backoff: float = 10.0,
+        dead_letter: DeadLetterHook | None = None,
     ) -> None:
         """Call ``handler(record)`` (sync or async) for every record of every leased shard,
         until :meth:`request_shutdown` / :meth:`aclose` or a handler error.
@@ -508,9 +520,53 @@ class AsyncConsumer:
         delivered again). If the handler raises, the consumer shuts down gracefully
         (checkpointing what was processed, releasing its leases) and re-raises the error: the
         failed record is delivered again to whichever worker takes the shard next.
+
+        **Concurrency inside a shard** (opt-in): with ``max_concurrency`` > 1, records of
+        different partition keys of one shard are handled at once (async handlers as tasks, sync
+        ones in a pool of ``max_concurrency`` threads per shard), records of one key strictly in
+        order. At most ``max_in_flight_records`` records and ``max_in_flight_bytes`` data bytes
+        per shard are admitted and unfinished at a time; reading that shard waits beyond that.
+        Checkpoints only ever go to the end of the longest prefix of records that have all
+        finished (with sub-sequence numbers for aggregated records), never past a record still
+        running or failed. At shutdown and before a shard end every admitted record finishes
+        first; on lease loss running handlers are cancelled and nothing is checkpointed.
+
+        **Failures without a dead shard** (opt-in): a record whose handler raises is tried again
+        up to ``retries`` times, after ``retry_backoff`` seconds doubling up to
+        ``max_retry_backoff`` (each retry is a :class:`kinesio.events.HandlerRetried` event).
+        If it still fails and ``dead_letter`` is given, ``dead_letter(record, error, attempts)``
+        (sync or async) is called, and once it returns the record counts as processed (a
+        :class:`kinesio.events.RecordDeadLettered` event); without ``dead_letter`` — the default —
+        the consumer stops as described above, so nothing is skipped unless you chose a hook.
+        A ``dead_letter`` hook that raises stops the consumer the same way.
         """
         if checkpoint_every < 1 or checkpoint_interval <= 0:
             raise ValidationError("checkpoint_every must be >= 1 and checkpoint_interval > 0")
+        policy = HandlerPolicy(
+            max_concurrency=max_concurrency,
+            max_in_flight_records=max_in_flight_records,
+            max_in_flight_bytes=max_in_flight_bytes,
+            retries=retries,
+            retry_backoff=retry_backoff,
+            max_retry_backoff=max_retry_backoff,
+            dead_letter=dead_letter,
+        )
+        if not policy.plain:
+
+            async def governed(stream: ShardStream) -> None:
+                await consume_shard(
+                    stream,
+                    handler,
+                    policy,
+                    checkpoint_every=checkpoint_every,
+                    checkpoint_interval=checkpoint_interval,
+                    in_thread=in_thread,
+                    events=self._events,
+                    stop=self.request_shutdown,
+                )
+
+            await self._drive(governed)
+            return
 
         async def work(stream: ShardStream) -> None:
             cp = stream.checkpointer
@@ -568,6 +624,52 @@ class AsyncConsumer:
 
         await self._drive(work)
 
+    async def consume_batches_with(
+        self,
+        handler: Callable[[list[Record]], object],
+        *,
+        max_records: int = 100,
+        max_wait: float = 1.0,
+        retries: int = 0,
+        retry_backoff: float = 0.1,
+        max_retry_backoff: float = 10.0,
+        dead_letter: DeadLetterHook | None = None,
+        in_thread: bool = False,
+    ) -> None:
+        """Call ``handler(records)`` (sync or async) with lists of one shard's records, in
+        order, until :meth:`request_shutdown` / :meth:`aclose` or a handler error.
+
+        A list holds up to ``max_records`` records; a shorter one is handed over once its
+        oldest record has waited ``max_wait`` seconds (also while the shard is idle), and
+        before the shard end. Each list is checkpointed (its last record, sub-sequence number
+        included) as soon as the handler returns from it: one lease-table write per list, so
+        raise ``max_records`` for busy shards. A failing list is retried whole (``retries``,
+        ``retry_backoff`` doubling up to ``max_retry_backoff``); if it still fails,
+        ``dead_letter(record, error, attempts)`` is called for each of its records, or without
+        a hook the consumer stops as :meth:`consume_with` does (the list is delivered again to
+        the next owner). ``in_thread=True`` runs a sync handler in a worker thread.
+        """
+        check_batch_arguments(max_records, max_wait)
+        HandlerPolicy(
+            retries=retries, retry_backoff=retry_backoff, max_retry_backoff=max_retry_backoff
+        )  # validates the retry arguments
+
+        async def work(stream: ShardStream) -> None:
+            await consume_shard_batches(
+                stream,
+                handler,
+                max_records=max_records,
+                max_wait=max_wait,
+                retries=retries,
+                retry_backoff=retry_backoff,
+                max_retry_backoff=max_retry_backoff,
+                dead_letter=dead_letter,
+                in_thread=in_thread,
+                events=self._events,
+            )
+
+        await self._drive(work)
+
     async def run(
         self,
         processor_factory: Callable[[], RecordProcessor],
@@ -601,7 +703,11 @@ class AsyncConsumer:
             stream._before_shard_end = ended
             await call(
                 processor.initialize,
-                InitializationInput(stream.shard_id, stream.checkpointer.last_checkpoint),
+                InitializationInput(
+                    stream.shard_id,
+                    stream.checkpointer.last_checkpoint,
+                    stream.checkpointer.pending_checkpoint,
+                ),
             )
             try:
                 async for batch in stream.records():

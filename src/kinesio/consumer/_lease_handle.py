@@ -164,9 +164,14 @@ class LeaseHandle:
             self._lock.release()
 
     async def checkpoint(
-        self, position: ExtendedSequenceNumber, *, child_shard_ids: Collection[str] | None = None
+        self,
+        position: ExtendedSequenceNumber,
+        *,
+        child_shard_ids: Collection[str] | None = None,
+        pending: ExtendedSequenceNumber | None = None,
     ) -> None:
-        """Write ``position`` as this shard's checkpoint, fenced by the lease counter.
+        """Write ``position`` as this shard's checkpoint, fenced by the lease counter, and
+        ``pending`` as its pending (two-phase) checkpoint (None clears it).
 
         Raises :class:`LeaseLost` (and marks the lease lost) if this worker no longer holds the
         lease, or it has expired on this worker's clock; nothing is written then. Waits for a
@@ -180,7 +185,7 @@ class LeaseHandle:
                 raise LeaseLost(f"lease {self.key} is no longer held: {self.lost_reason}")
             started = self._clock()
             written = await self._store.checkpoint(
-                self.lease, self._owner, position, child_shard_ids=child_shard_ids
+                self.lease, self._owner, position, child_shard_ids=child_shard_ids, pending=pending
             )
             if written is None:
                 self.mark_lost("another worker holds it now (checkpoint refused)")
