@@ -47,11 +47,12 @@ from dataclasses import dataclass, field
 from kinesio import ProducerRecord, aggregation
 from kinesio._errors import AggregationError
 from kinesio._models import KinesisRecord, Shard
+from kinesio.aggregation import _wire
 from kinesio.consumer._deaggregate import deaggregate
 
 MAGIC = aggregation.MAGIC
 MAX_KEY = 2**128 - 1
-_varint = aggregation._varint  # the codec's own encoder: varints are not what is fuzzed
+_varint = _wire.varint  # the codec's own encoder: varints are not what is fuzzed
 SEQUENCE_NUMBER = "49590338271490256608559692538361571095921575989136588898"
 
 
