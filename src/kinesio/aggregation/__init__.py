@@ -7,18 +7,16 @@ AggregateBuilder knows the exact size of an aggregate as records are added (prot
 the same arithmetic and then a full serialisation), decode must reject what upb lets through
 (missing proto2 required fields, invalid UTF-8 in proto2 strings), and no generated code or
 descriptor pool is involved (aws_kinesis_agg already takes the names aws.kinesis.protobuf.*).
-Both directions do their per-record work in bulk (see ``_encode`` and ``_decode``);
-benchmarks/bench_aggregation.py measures them against aws_kinesis_agg.
+benchmarks/bench_aggregation.py measures both directions against aws_kinesis_agg.
 
-The parts: ``_wire`` (framing and varints), ``_keys`` (hash keys), ``_encode`` (encode and
-the assembly that AggregateBuilder shares), ``_builder`` (AggregateBuilder), ``_decode``.
+The parts: ``_wire`` (framing, varints and their tables), ``_keys`` (hash keys), ``_encode``
+(AggregateBuilder and encode), ``_decode`` (decode and is_aggregate).
 """
 
 from __future__ import annotations
 
-from kinesio.aggregation._builder import AggregateBuilder
 from kinesio.aggregation._decode import decode, is_aggregate
-from kinesio.aggregation._encode import encode
+from kinesio.aggregation._encode import AggregateBuilder, encode
 from kinesio.aggregation._keys import hash_key
 from kinesio.aggregation._wire import MAGIC
 

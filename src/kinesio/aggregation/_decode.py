@@ -83,15 +83,12 @@ def decode(data: bytes) -> list[ProducerRecord]:
 def _parse(buf: bytes, pos: int, end: int) -> list[ProducerRecord]:
     # Reads are not bounds-checked one by one: going past the end of buf raises IndexError,
     # and running past `end` (into the digest) or past a record is caught by the `pos != end`
-    # / `> end` / `== rend` checks that follow. The inline path reads at most 6 bytes past a
-    # record's end before its check fails, and the 16-byte digest follows the body.
+    # / `> end` / `== rend` checks that follow.
     pk_raws: list[bytes] = []
     ehk_raws: list[bytes] = []
     datas: list[bytes] = []
     pk_indexes: list[int] = []
     ehk_indexes: dict[int, int] = {}  # record number -> its explicit_hash_key_index
-    append_data = datas.append
-    append_index = pk_indexes.append
     while pos < end:
         tag = buf[pos]
         if tag < 0x80:
@@ -99,65 +96,106 @@ def _parse(buf: bytes, pos: int, end: int) -> list[ProducerRecord]:
         else:
             tag, pos = read_varint(buf, pos)
         if tag == 0x1A:  # records
-            size = buf[pos]
-            if size < 0x80:
-                pos += 1
-            elif buf[pos + 1] < 0x80:
-                size = (size & 0x7F) | (buf[pos + 1] << 7)
-                pos += 2
-            else:
-                size, pos = read_varint(buf, pos)
-            rend = pos + size
-            if rend > end:
-                raise AggregationError("malformed protobuf: record overruns the message")
-            if buf[pos] == 0x08 and size:
-                pk_index = buf[pos + 1]
-                at = pos + 2
-                if pk_index >= 0x80:
-                    pk_index = (pk_index & 0x7F) | (buf[at] << 7)
-                    at = at + 1 if buf[at] < 0x80 else rend  # longer varints: not inline
-                ehk_index = -1
-                if buf[at] == 0x10:
-                    ehk_index = buf[at + 1]
-                    at += 2
-                    if ehk_index >= 0x80:
-                        ehk_index = (ehk_index & 0x7F) | (buf[at] << 7)
-                        at = at + 1 if buf[at] < 0x80 else rend
-                if buf[at] == 0x1A:
-                    size = buf[at + 1]
-                    at += 2
-                    if size >= 0x80:
-                        size = (size & 0x7F) | (buf[at] << 7)
-                        at = at + 1 if buf[at] < 0x80 else rend
-                    if at + size == rend and at < rend:
-                        if ehk_index >= 0:
-                            ehk_indexes[len(datas)] = ehk_index
-                        append_data(buf[at:rend])
-                        append_index(pk_index)
-                        pos = rend
-                        continue
-            pk_index, ehk_index, rdata = _record(buf, pos, rend)
-            if ehk_index >= 0:
-                ehk_indexes[len(datas)] = ehk_index
-            append_data(rdata)
-            append_index(pk_index)
-            pos = rend
-        elif tag == 0x0A or tag == 0x12:  # partition_key_table, explicit_hash_key_table
-            size = buf[pos]
-            if size < 0x80:
-                pos += 1
-            else:
-                size, pos = read_varint(buf, pos)
-            stop = pos + size
-            if stop > end:
-                raise AggregationError("malformed protobuf: string overruns the message")
-            (pk_raws if tag == 0x0A else ehk_raws).append(buf[pos:stop])
-            pos = stop
+            pos = _records(buf, pos, end, datas, pk_indexes, ehk_indexes)
+        elif tag == 0x0A:  # partition_key_table
+            pos = _strings(buf, pos, end, tag, pk_raws)
+        elif tag == 0x12:  # explicit_hash_key_table
+            pos = _strings(buf, pos, end, tag, ehk_raws)
         else:
             pos = skip_field(buf, pos, tag, end)
     if pos != end:
         raise AggregationError("malformed protobuf: last field overruns the message")
     return _build(pk_raws, ehk_raws, datas, pk_indexes, ehk_indexes)
+
+
+def _strings(buf: bytes, pos: int, end: int, tag: int, out: list[bytes]) -> int:
+    """Reads a run of length-delimited fields ``tag`` (one-byte tag), the first one's tag
+    already read; returns the position after the run."""
+    append = out.append
+    while True:
+        size = buf[pos]
+        if size < 0x80:
+            pos += 1
+        else:
+            size, pos = read_varint(buf, pos)
+        stop = pos + size
+        if stop > end:
+            raise AggregationError("malformed protobuf: string overruns the message")
+        append(buf[pos:stop])
+        if stop < end and buf[stop] == tag:
+            pos = stop + 1
+        else:
+            return stop
+
+
+def _records(
+    buf: bytes,
+    pos: int,
+    end: int,
+    datas: list[bytes],
+    pk_indexes: list[int],
+    ehk_indexes: dict[int, int],
+) -> int:
+    """Reads a run of ``records`` fields, the first one's tag already read; returns the
+    position after the run. The hot loop of decode."""
+    append_data = datas.append
+    append_index = pk_indexes.append
+    while True:
+        size = buf[pos]
+        if size < 0x80:
+            pos += 1
+        elif buf[pos + 1] < 0x80:
+            size = (size & 0x7F) | (buf[pos + 1] << 7)
+            pos += 2
+        else:
+            size, pos = read_varint(buf, pos)
+        rend = pos + size
+        if rend > end:
+            raise AggregationError("malformed protobuf: record overruns the message")
+        # Inline: 0x08 index [0x10 index] 0x1A len data, varints of one or two bytes, filling
+        # the record exactly. Anything else leaves `at` at or past rend (a longer varint sets
+        # it to rend; each step after adds at least 2), so that `at + size == rend` fails and
+        # _record reads the record instead; those reads stay within the 16-byte digest.
+        if buf[pos] == 0x08:
+            pk_index = buf[pos + 1]
+            at = pos + 2
+            if pk_index >= 0x80:
+                byte = buf[at]
+                pk_index = (pk_index & 0x7F) | (byte << 7)
+                at = at + 1 if byte < 0x80 else rend
+            ehk_index = -1
+            if buf[at] == 0x10:
+                ehk_index = buf[at + 1]
+                at += 2
+                if ehk_index >= 0x80:
+                    byte = buf[at]
+                    ehk_index = (ehk_index & 0x7F) | (byte << 7)
+                    at = at + 1 if byte < 0x80 else rend
+            if buf[at] == 0x1A:
+                size = buf[at + 1]
+                at += 2
+                if size >= 0x80:
+                    byte = buf[at]
+                    size = (size & 0x7F) | (byte << 7)
+                    at = at + 1 if byte < 0x80 else rend
+                if at + size == rend:
+                    if ehk_index >= 0:
+                        ehk_indexes[len(datas)] = ehk_index
+                    append_data(buf[at:rend])
+                    append_index(pk_index)
+                    if rend < end and buf[rend] == 0x1A:
+                        pos = rend + 1
+                        continue
+                    return rend
+        pk_index, ehk_index, data = _record(buf, pos, rend)
+        if ehk_index >= 0:
+            ehk_indexes[len(datas)] = ehk_index
+        append_data(data)
+        append_index(pk_index)
+        if rend < end and buf[rend] == 0x1A:
+            pos = rend + 1
+        else:
+            return rend
 
 
 def _build(
