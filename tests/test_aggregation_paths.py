@@ -16,6 +16,8 @@ from kinesio import ProducerRecord, ValidationError
 from kinesio.aggregation import AggregateBuilder, _decode, _wire, decode, encode
 from test_aggregation import (
     FAST,
+    check_against_protobuf,
+    check_deaggregation,
     parse_with_protobuf,
     record_lists,
     theirs_decode,
@@ -169,3 +171,49 @@ def test_unhashable_partition_key_is_a_validation_error() -> None:
         encode([bad])
     with pytest.raises(ValidationError, match="str"):
         AggregateBuilder().try_add(bad)
+
+
+# -- decode: table entries of one length, read in bulk ----------------------------------------
+
+
+@pytest.mark.parametrize("keys", [7, 8, 9, 511, 512, 513, 1500])
+def test_same_length_keys_in_any_number(keys: int) -> None:
+    recs = [ProducerRecord(b"%d" % i, f"{i:036d}") for i in range(keys)]
+    recs += [ProducerRecord(b"short", "k"), ProducerRecord(b"again", f"{0:036d}")]
+    recs += [ProducerRecord(b"%d" % i, f"{i:05d}", i) for i in range(keys)]
+    data = encode(recs)
+    assert decode(data) == recs
+    assert decode(wrap(odd_body(recs, random.Random(keys)))) == recs
+
+
+@given(
+    st.integers(0, 40),
+    st.integers(0, 700),
+    st.randoms(use_true_random=False),
+    st.sampled_from([0x0A, 0x12]),
+    st.sampled_from(["none", "cut", "flip", "insert"]),
+)
+@FAST
+def test_runs_of_table_entries_read_as_protobuf_reads_them(
+    size: int, entries: int, rng: random.Random, tag: int, damage: str
+) -> None:
+    # Entries of one length, a few of another length or with a stray byte among them, then
+    # records: whatever decode makes of it, protobuf must agree (check_against_protobuf).
+    table = bytearray()
+    for i in range(entries):
+        length = size if rng.random() < 0.97 else rng.randrange(41)
+        raw = (b"%0*d" % (length, i))[-length:] if length else b""
+        if tag == 0x0A and rng.random() < 0.01:
+            raw = b"\xff" * length  # not UTF-8
+        table += bytes((tag, length)) + raw
+    pk = b"\x0a\x01k"
+    records = b"".join(b"\x1a\x06\x08\x00\x1a\x02%02d" % (i % 100) for i in range(5))
+    body = bytearray(pk + table + records)
+    if damage == "cut":
+        del body[rng.randrange(len(body) + 1) :]
+    elif damage == "flip" and body:
+        body[rng.randrange(len(body))] ^= 1 << rng.randrange(8)
+    elif damage == "insert":
+        body.insert(rng.randrange(len(body) + 1), rng.randrange(256))
+    check_against_protobuf(wrap(bytes(body)))
+    check_deaggregation(wrap(bytes(body)))

@@ -10,6 +10,7 @@ varints) goes through :func:`_record`, which reads any valid protobuf.
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections import deque
 from collections.abc import Callable, Iterable
 from itertools import repeat
@@ -115,6 +116,15 @@ def _strings(buf: bytes, pos: int, end: int, tag: int, out: list[bytes]) -> int:
     while True:
         size = buf[pos]
         if size < 0x80:
+            # Worth reading in bulk only if the entry _RUN_MIN - 1 further on looks alike.
+            last = pos - 1 + (_RUN_MIN - 1) * (size + 2)
+            if last + 1 < end and buf[last] == tag and buf[last + 1] == size:
+                stop = _same_size_run(buf, pos - 1, end, tag, size, out)
+                if stop is not None:
+                    if stop < end and buf[stop] == tag:
+                        pos = stop + 1
+                        continue
+                    return stop
             pos += 1
         else:
             size, pos = read_varint(buf, pos)
@@ -126,6 +136,36 @@ def _strings(buf: bytes, pos: int, end: int, tag: int, out: list[bytes]) -> int:
             pos = stop + 1
         else:
             return stop
+
+
+# Fewer entries of one length than this are read one by one; more than _RUN_MAX at a time
+# are read in turns, which bounds the work a failed try costs (input can be crafted to fail
+# every try).
+_RUN_MIN = 8
+_RUN_MAX = 512
+
+
+def _same_size_run(
+    buf: bytes, first: int, end: int, tag: int, size: int, out: list[bytes]
+) -> int | None:
+    """Reads the entries ``tag size <size bytes>`` (one-byte tag and length) that follow one
+    another from ``first`` (a tag), as fixed-length partition keys (UUIDs, hashes) give, in
+    bulk; returns the position after them, or None (reading nothing) if there are fewer than
+    _RUN_MIN. Entry i is the i-th field a one-by-one reading finds as long as every entry
+    before it is one: the count of leading tag and length bytes at the stride gives the run.
+    """
+    stride = size + 2
+    count = min((end - first) // stride, _RUN_MAX)
+    stop = first + count * stride
+    same = min(
+        count - len(buf[first:stop:stride].lstrip(bytes((tag,)))),
+        count - len(buf[first + 1 : stop : stride].lstrip(bytes((size,)))),
+    )
+    if same < _RUN_MIN:
+        return None
+    # One struct call cuts them all out (skip the tag and length, take size bytes; repeat).
+    out += struct.unpack_from(f"2x{size}s" * same, buf, first)
+    return first + same * stride
 
 
 def _records(
