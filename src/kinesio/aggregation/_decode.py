@@ -204,14 +204,16 @@ def _records(
                 pk_index = (pk_index & 0x7F) | (byte << 7)
                 at = at + 1 if byte < 0x80 else rend
             ehk_index = -1
-            if buf[at] == 0x10:
+            tag = buf[at]
+            if tag == 0x10:
                 ehk_index = buf[at + 1]
                 at += 2
                 if ehk_index >= 0x80:
                     byte = buf[at]
                     ehk_index = (ehk_index & 0x7F) | (byte << 7)
                     at = at + 1 if byte < 0x80 else rend
-            if buf[at] == 0x1A:
+                tag = buf[at]
+            if tag == 0x1A:
                 size = buf[at + 1]
                 at += 2
                 if size >= 0x80:
