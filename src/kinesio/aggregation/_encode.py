@@ -56,12 +56,11 @@ class AggregateBuilder:
     """
 
     __slots__ = (
+        "_body_limit",
         "_body_size",
         "_ehk_fields",
         "_ehk_table",
-        "_max_body_size",
         "_max_size",
-        "_outer_pk_size",
         "_parts",
         "_pk_index",
         "_pk_table",
@@ -73,7 +72,6 @@ class AggregateBuilder:
         if type(max_size) is not int or max_size <= 0:
             raise ValidationError(f"max_size must be a positive int, got {max_size!r}")
         self._max_size = max_size
-        self._max_body_size = max_size - OVERHEAD
         self._pk_index: dict[str, int] = {}
         self._pk_table: list[bytes] = []
         self._ehk_fields: dict[int, bytes] = {}
@@ -81,7 +79,8 @@ class AggregateBuilder:
         self._parts: list[bytes] = []
         self._records: list[ProducerRecord] = []
         self._body_size = 0
-        self._outer_pk_size = 0
+        # What the body may grow to; unbounded while empty (the first record always fits).
+        self._body_limit = sys.maxsize
 
     def try_add(self, record: ProducerRecord) -> bool:
         """Add ``record`` if the aggregate stays within ``max_size``; say whether it was added.
@@ -145,12 +144,11 @@ class AggregateBuilder:
         except IndexError:
             record_field = b"\x1a" + varint(size)
         added += len(record_field) + size
-        if self._body_size:  # not empty: every record takes some bytes
-            if self._body_size + added + self._outer_pk_size > self._max_body_size:
-                return False
-        else:
-            self._outer_pk_size = len(raw)  # the first record's key is always new
+        if self._body_size + added > self._body_limit:
+            return False
         if entry is not None:
+            if not self._pk_table:  # the first record: its key is the outer partition key
+                self._body_limit = self._max_size - OVERHEAD - len(raw)
             self._pk_index[pk] = index
             self._pk_table.append(entry)
         if new_ehk is not None:
@@ -198,7 +196,7 @@ class AggregateBuilder:
         self._parts.clear()
         self._records.clear()
         self._body_size = 0
-        self._outer_pk_size = 0
+        self._body_limit = sys.maxsize
 
 
 def _bad_partition_key(pk: object, exc: Exception) -> ValidationError:
