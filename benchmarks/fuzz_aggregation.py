@@ -273,9 +273,10 @@ def run_atheris(inputs: int, started: float) -> Tally:  # pragma: no cover - opt
             os._exit(0)
 
     # Coverage feedback from the code under test only (instrument_all() takes minutes).
+    from kinesio.aggregation import _decode, _wire
     from kinesio.consumer import _deaggregate
 
-    for module in (aggregation, _deaggregate):
+    for module in (_decode, _wire, _deaggregate):
         for value in vars(module).values():
             if inspect.isfunction(value) and value.__module__ == module.__name__:
                 atheris.instrument_func(value)
