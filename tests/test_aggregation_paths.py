@@ -102,7 +102,13 @@ def test_three_byte_lengths_and_indexes_take_the_general_path(
 
 
 def test_decoded_records_are_ordinary_producer_records() -> None:
-    # decode builds them through their slots, not __init__: they must still be the real thing
+    # decode builds them through their slots, not __init__: they must still be the real thing,
+    # and decode sets exactly these fields
+    assert [f.name for f in dataclasses.fields(ProducerRecord)] == [
+        "data",
+        "partition_key",
+        "explicit_hash_key",
+    ]
     recs = [ProducerRecord(b"d", "k"), ProducerRecord(b"e", "k", 5)]
     out = decode(encode(recs))
     assert out == recs

@@ -264,7 +264,8 @@ def _build(
     _consume(map(_SET_PK, out, map(pks.__getitem__, pk_indexes)))
     _consume(map(_SET_EHK, out, repeat(None, n)))
     if ehk_indexes:
-        values: dict[int, int] = {}  # only referenced entries are checked, as protobuf reads
+        # Only the referenced entries are checked: an unreferenced malformed one is ignored.
+        values: dict[int, int] = {}
         for i, ehk_index in ehk_indexes.items():
             value = values.get(ehk_index)
             if value is None:
