@@ -17,7 +17,8 @@ Each input goes through both entry points, and each must keep its promise:
   as its user records inside the shard's hash range, with increasing sub-sequence numbers.
 
 The default engine is a seeded, structured mutator: it builds valid aggregates (1-20 user
-records, unicode partition keys, explicit hash keys from 0 to 2**128 - 1) and
+records with short unicode partition keys, or for a third of them 1-40 with UUID keys, explicit
+hash keys from 0 to 2**128 - 1) and
 damages them in one of the ways listed in ``KINDS`` — flipped bytes, truncation, inserted and
 deleted bytes, varints blown up to 10 or 11 bytes or to huge values, a bad MD5 over a valid
 body, key indexes out of range, bodies spliced from two aggregates, plain random bytes — most
@@ -41,17 +42,19 @@ import sys
 import tempfile
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from kinesio import ProducerRecord, aggregation
 from kinesio._errors import AggregationError
 from kinesio._models import KinesisRecord, Shard
+from kinesio.aggregation import _wire
 from kinesio.consumer._deaggregate import deaggregate
 
 MAGIC = aggregation.MAGIC
 MAX_KEY = 2**128 - 1
-_varint = aggregation._varint  # the codec's own encoder: varints are not what is fuzzed
+_varint = _wire.varint  # the codec's own encoder: varints are not what is fuzzed
 SEQUENCE_NUMBER = "49590338271490256608559692538361571095921575989136588898"
 
 
@@ -69,12 +72,20 @@ def random_key(rng: random.Random) -> str:
     return "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12)))
 
 
+def fixed_length_key(rng: random.Random) -> str:
+    """A UUID-shaped key: a third of the aggregates use them, so that decode's bulk reading of
+    same-length table entries is fuzzed too."""
+    return str(uuid.UUID(int=rng.getrandbits(128)))
+
+
 def valid_aggregate(rng: random.Random) -> bytes:
     records = []
-    for _ in range(rng.randint(1, 20)):
+    uuid_keys = rng.random() < 1 / 3
+    for _ in range(rng.randint(1, 40 if uuid_keys else 20)):
         ehk = rng.choice([None, None, 0, MAX_KEY, rng.randint(0, MAX_KEY)])
         data = rng.randbytes(rng.choice([0, 1, 5, 30, 200]))
-        records.append(ProducerRecord(data, random_key(rng), ehk))
+        key = fixed_length_key(rng) if uuid_keys else random_key(rng)
+        records.append(ProducerRecord(data, key, ehk))
     return aggregation.encode(records)
 
 
@@ -262,9 +273,10 @@ def run_atheris(inputs: int, started: float) -> Tally:  # pragma: no cover - opt
             os._exit(0)
 
     # Coverage feedback from the code under test only (instrument_all() takes minutes).
+    from kinesio.aggregation import _decode, _wire
     from kinesio.consumer import _deaggregate
 
-    for module in (aggregation, _deaggregate):
+    for module in (_decode, _wire, _deaggregate):
         for value in vars(module).values():
             if inspect.isfunction(value) and value.__module__ == module.__name__:
                 atheris.instrument_func(value)
