@@ -13,14 +13,15 @@ from kinesio.cli import app
 COMMAND_MODULES = [
     "kinesio.cli._common",
     "kinesio.cli._leases",
+    "kinesio.cli._multilang",
     "kinesio.cli._playground",
     "kinesio.cli._put",
     "kinesio.cli._stream",
     "kinesio.cli._tail",
 ]
 
-#: ``kinesio --help`` before the commands stopped importing the app, in its order.
-COMMAND_NAMES = ["leases", "playground", "put", "tail", "stream"]
+#: ``kinesio --help``'s commands, in its order.
+COMMAND_NAMES = ["leases", "multilang", "playground", "put", "tail", "stream"]
 
 
 @pytest.mark.parametrize("module", COMMAND_MODULES)

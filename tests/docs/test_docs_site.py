@@ -17,6 +17,7 @@ PUBLIC_MODULES = (
     "cloudwatch",
     "events",
     "local",
+    "multilang",
     "prometheus",
     "testing",
 )

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from kinesio.cli import _leases, _playground, _put, _stream, _tail
+from kinesio.cli import _leases, _multilang, _playground, _put, _stream, _tail
 from kinesio.cli._common import GlobalOptions, console, fail, run_async
 
 __all__ = ["COMMANDS", "GROUPS", "app", "console", "fail", "main", "run_async"]
@@ -50,6 +50,7 @@ def _global(
 #: Every top-level command, in the order ``kinesio --help`` lists them.
 COMMANDS: list[Callable[..., Any]] = [
     _leases.leases,
+    _multilang.multilang,
     _playground.playground,
     _put.put,
     _tail.tail,
