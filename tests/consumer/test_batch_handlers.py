@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Callable
 
 import pytest
 
 import kinesio
+from _consumers import number, quick_settings, wait_for
 from kinesio import AsyncConsumer, AsyncProducer, ProducerSettings
 from kinesio._errors import ValidationError
 from kinesio._models import SHARD_END, Record
@@ -21,32 +21,11 @@ STREAM = "events"
 APP = "batches"
 
 
-def fast() -> kinesio.ConsumerSettings:
-    return kinesio.ConsumerSettings(
-        failover_time=0.8,
-        take_interval=0.2,
-        renew_interval=0.2,
-        shard_sync_interval=0.3,
-        initial_position=kinesio.InitialPosition.TRIM_HORIZON,
-        retrieval=kinesio.Polling(idle_time=0.02, catch_up_interval=0.0),
-    )
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
-
-
 async def put(kinesis: InMemoryKinesis, start: int, end: int, keys: int = 10) -> None:
     settings = ProducerSettings(linger=0.005, aggregate=True, ordered=True)
     async with AsyncProducer(STREAM, kinesis=kinesis, settings=settings) as producer:
         for i in range(start, end):
             await producer.put(f"{i % keys}:{i}".encode(), partition_key=f"key-{i % keys}")
-
-
-def number(record: Record) -> int:
-    return int(record.data.split(b":")[1])
 
 
 async def test_lists_are_bounded_in_order_and_each_is_checkpointed() -> None:
@@ -67,7 +46,7 @@ async def test_lists_are_bounded_in_order_and_each_is_checkpointed() -> None:
     consumer = AsyncConsumer(
         STREAM,
         application_name=APP,
-        settings=fast(),
+        settings=quick_settings(),
         kinesis=kinesis,
         lease_store=store,
         on_event=on_event,
@@ -100,7 +79,7 @@ async def test_a_short_list_is_handed_over_after_max_wait_on_an_idle_shard() -> 
     consumer = AsyncConsumer(
         STREAM,
         application_name=APP,
-        settings=fast(),
+        settings=quick_settings(),
         kinesis=kinesis,
         lease_store=MemoryLeaseStore(),
     )
@@ -142,7 +121,7 @@ async def test_buffered_records_are_handled_before_the_shard_end_and_children_af
     consumer = AsyncConsumer(
         STREAM,
         application_name=APP,
-        settings=fast(),
+        settings=quick_settings(),
         kinesis=kinesis,
         lease_store=store,
         on_event=on_event,
@@ -168,7 +147,8 @@ async def test_buffered_records_are_handled_before_the_shard_end_and_children_af
             per_key[r.partition_key].append(number(r))
     assert all(ns == sorted(ns) for ns in per_key.values())
     final = {lease.lease_key: lease.checkpoint for lease in await store.list_leases()}
-    assert final[parent.shard_id].sequence_number == SHARD_END
+    # finished, or already cleaned up once its children were under way
+    assert parent.shard_id not in final or final[parent.shard_id].sequence_number == SHARD_END
 
 
 async def test_a_failing_list_is_retried_then_dead_lettered_record_by_record() -> None:
@@ -189,7 +169,7 @@ async def test_a_failing_list_is_retried_then_dead_lettered_record_by_record() -
     consumer = AsyncConsumer(
         STREAM,
         application_name=APP,
-        settings=fast(),
+        settings=quick_settings(),
         kinesis=kinesis,
         lease_store=MemoryLeaseStore(),
     )
@@ -226,7 +206,7 @@ async def test_without_a_hook_a_failing_list_stops_the_consumer_before_its_check
         returned.append(records[-1])
 
     consumer = AsyncConsumer(
-        STREAM, application_name=APP, settings=fast(), kinesis=kinesis, lease_store=store
+        STREAM, application_name=APP, settings=quick_settings(), kinesis=kinesis, lease_store=store
     )
     async with consumer:
         with pytest.raises(RuntimeError, match="poison list"):

@@ -9,7 +9,6 @@ import random
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -18,6 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import kinesio
+from _consumers import number, quick_settings, wait_for
 from kinesio import AsyncConsumer, AsyncProducer, ProducerSettings
 from kinesio._models import ExtendedSequenceNumber, Record
 from kinesio.events import DiagnosticEvent, RecordDeadLettered
@@ -30,23 +30,6 @@ STREAM = "events"
 APP = "billing"
 
 
-def fast() -> kinesio.ConsumerSettings:
-    return kinesio.ConsumerSettings(
-        failover_time=0.8,
-        take_interval=0.2,
-        renew_interval=0.2,
-        shard_sync_interval=0.5,
-        initial_position=kinesio.InitialPosition.TRIM_HORIZON,
-        retrieval=kinesio.Polling(idle_time=0.02, catch_up_interval=0.0),
-    )
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
-
-
 async def make_stream(shards: int, records: int, keys: int, *, aggregate: bool) -> InMemoryKinesis:
     kinesis = InMemoryKinesis(enforce_limits=False)
     await kinesis.create_stream(STREAM, shards)
@@ -55,10 +38,6 @@ async def make_stream(shards: int, records: int, keys: int, *, aggregate: bool) 
         for i in range(records):
             await producer.put(f"{i % keys}:{i}".encode(), partition_key=f"key-{i % keys}")
     return kinesis
-
-
-def number(record: Record) -> int:
-    return int(record.data.split(b":")[1])
 
 
 async def test_keys_run_concurrently_in_order_per_key_and_the_checkpoint_reaches_the_end() -> None:
@@ -78,7 +57,7 @@ async def test_keys_run_concurrently_in_order_per_key_and_the_checkpoint_reaches
         running -= 1
 
     consumer = AsyncConsumer(
-        STREAM, application_name=APP, settings=fast(), kinesis=kinesis, lease_store=store
+        STREAM, application_name=APP, settings=quick_settings(), kinesis=kinesis, lease_store=store
     )
     await consumer.start()
     task = asyncio.create_task(
@@ -114,7 +93,7 @@ async def test_a_poison_record_stops_the_consumer_with_a_checkpoint_before_it() 
         handled.append(number(record))
 
     consumer = AsyncConsumer(
-        STREAM, application_name=APP, settings=fast(), kinesis=kinesis, lease_store=store
+        STREAM, application_name=APP, settings=quick_settings(), kinesis=kinesis, lease_store=store
     )
     async with consumer:
         with pytest.raises(RuntimeError, match="poison"):
@@ -131,7 +110,7 @@ async def test_a_poison_record_stops_the_consumer_with_a_checkpoint_before_it() 
     # not checkpointed comes again, so nothing is lost
     again: list[int] = []
     c2 = AsyncConsumer(
-        STREAM, application_name=APP, settings=fast(), kinesis=kinesis, lease_store=store
+        STREAM, application_name=APP, settings=quick_settings(), kinesis=kinesis, lease_store=store
     )
 
     def collect(record: Record) -> None:
@@ -164,7 +143,7 @@ async def test_a_dead_letter_hook_takes_the_poison_record_and_the_shard_goes_on(
     consumer = AsyncConsumer(
         STREAM,
         application_name=APP,
-        settings=fast(),
+        settings=quick_settings(),
         kinesis=kinesis,
         lease_store=store,
         on_event=events.append,
@@ -258,7 +237,7 @@ async def test_retries_and_dead_letters_are_counted_in_prometheus() -> None:
     consumer = AsyncConsumer(
         STREAM,
         application_name=APP,
-        settings=fast(),
+        settings=quick_settings(),
         kinesis=kinesis,
         lease_store=MemoryLeaseStore(),
         on_event=metrics,

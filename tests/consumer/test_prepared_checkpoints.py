@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import boto3
 import pytest
 
-import kinesio
+from _consumers import quick_settings
 from kinesio import AsyncConsumer, AsyncProducer, ProducerSettings
 from kinesio._errors import LeaseLost, ValidationError
 from kinesio._models import ExtendedSequenceNumber, Record
@@ -27,17 +27,6 @@ from kinesio.local import LocalEndpoint
 from kinesio.testing import InMemoryKinesis
 
 STREAM = "events"
-
-
-def fast() -> kinesio.ConsumerSettings:
-    return kinesio.ConsumerSettings(
-        failover_time=0.8,
-        take_interval=0.2,
-        renew_interval=0.2,
-        shard_sync_interval=0.5,
-        initial_position=kinesio.InitialPosition.TRIM_HORIZON,
-        retrieval=kinesio.Polling(idle_time=0.02, catch_up_interval=0.0),
-    )
 
 
 async def one_shard(records: int) -> InMemoryKinesis:
@@ -88,7 +77,11 @@ async def run_once(kinesis: InMemoryKinesis, store: LeaseStore, *, commit: bool)
     Preparer.commit = commit
     Preparer.done = asyncio.Event()
     consumer = AsyncConsumer(
-        STREAM, application_name="two-phase", settings=fast(), kinesis=kinesis, lease_store=store
+        STREAM,
+        application_name="two-phase",
+        settings=quick_settings(),
+        kinesis=kinesis,
+        lease_store=store,
     )
     async with consumer:
         task = asyncio.create_task(consumer.run(Preparer))
@@ -125,7 +118,11 @@ async def test_prepare_is_fenced_and_validated() -> None:
     kinesis = await one_shard(10)
     store = MemoryLeaseStore()
     consumer = AsyncConsumer(
-        STREAM, application_name="fenced", settings=fast(), kinesis=kinesis, lease_store=store
+        STREAM,
+        application_name="fenced",
+        settings=quick_settings(),
+        kinesis=kinesis,
+        lease_store=store,
     )
     await consumer.start()
     streams = consumer.shards()

@@ -11,10 +11,17 @@ import time
 from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING
 
-from kinesio._errors import KinesioError, LeaseLost, ValidationError
+from kinesio._errors import LeaseLost, ValidationError
 from kinesio._models import Record
-from kinesio.consumer._concurrency import DeadLetterHook
-from kinesio.events import Emitter, HandlerRetried, RecordDeadLettered
+from kinesio.consumer._concurrency import (
+    DeadLetterHook,
+    HandlerPolicy,
+    checkpoint_staged,
+    dead_lettered,
+    retried,
+    with_retries,
+)
+from kinesio.events import Emitter
 
 if TYPE_CHECKING:
     from kinesio.consumer._consumer import ShardStream
@@ -125,65 +132,32 @@ async def consume_shard_batches(
         if inspect.isawaitable(result):
             await result
 
-    async def attempt(batch: list[Record]) -> None:
-        attempts = 0
-        backoff = retry_backoff
-        while True:
-            attempts += 1
-            try:
-                await call(batch)
-                return
-            except Exception as exc:
-                if attempts <= retries:
-                    first = batch[0]
-                    events.emit(
-                        HandlerRetried(
-                            shard_id=stream.shard_id,
-                            sequence_number=first.sequence_number,
-                            sub_sequence_number=first.sub_sequence_number,
-                            attempt=attempts,
-                            error=str(exc),
-                            error_type=type(exc).__name__,
-                        )
-                    )
-                    logger.warning(
-                        "batch handler failed on %d records of %s (attempt %d of %d): %s",
-                        len(batch),
-                        stream.shard_id,
-                        attempts,
-                        retries + 1,
-                        exc,
-                    )
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, max_retry_backoff)
-                    continue
-                if dead_letter is None:
-                    raise
-                for record in batch:
-                    result = dead_letter(record, exc, attempts)
-                    if inspect.isawaitable(result):
-                        await result
-                    events.emit(
-                        RecordDeadLettered(
-                            shard_id=stream.shard_id,
-                            sequence_number=record.sequence_number,
-                            sub_sequence_number=record.sub_sequence_number,
-                            attempts=attempts,
-                            error=str(exc),
-                            error_type=type(exc).__name__,
-                        )
-                    )
-                return
+    policy = HandlerPolicy(
+        retries=retries, retry_backoff=retry_backoff, max_retry_backoff=max_retry_backoff
+    )
 
-    async def checkpoint() -> None:
-        if not cp.pending:
+    async def attempt(batch: list[Record]) -> None:
+        def on_retry(attempt: int, exc: Exception, backoff: float) -> None:
+            events.emit(retried(batch[0], attempt, exc))
+            logger.warning(
+                "batch handler failed on %d records of %s (attempt %d of %d): %s",
+                len(batch),
+                stream.shard_id,
+                attempt,
+                retries + 1,
+                exc,
+            )
+
+        error, attempts = await with_retries(lambda: call(batch), policy, on_retry)
+        if error is None:
             return
-        try:
-            await cp.checkpoint()
-        except KinesioError as exc:
-            if isinstance(exc, LeaseLost) or not exc.retriable:
-                raise
-            logger.warning("checkpoint of %s failed: %s", stream.shard_id, exc)
+        if dead_letter is None:
+            raise error
+        for record in batch:
+            result = dead_letter(record, error, attempts)
+            if inspect.isawaitable(result):
+                await result
+            events.emit(dead_lettered(record, attempts, error))
 
     batches = _batches(stream, max_records, max_wait)
     try:
@@ -192,7 +166,7 @@ async def consume_shard_batches(
                 raise LeaseLost(f"lease {stream.shard_id} lost")
             await attempt(batch)
             cp.stage(batch[-1])
-            await checkpoint()
+            await checkpoint_staged(cp, stream.shard_id)
     except LeaseLost:
         logger.info("lease %s lost while processing; stopping that shard", stream.shard_id)
     finally:

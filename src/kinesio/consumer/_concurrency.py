@@ -16,7 +16,7 @@ import collections
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,7 @@ from kinesio._models import Record
 from kinesio.events import Emitter, HandlerRetried, RecordDeadLettered
 
 if TYPE_CHECKING:
+    from kinesio.consumer._checkpointer import Checkpointer
     from kinesio.consumer._consumer import ShardStream
 
 logger = logging.getLogger("kinesio.consumer")
@@ -69,6 +70,65 @@ class HandlerPolicy:
     def plain(self) -> bool:
         """True for today's one-record-at-a-time loop with no retries and no dead letters."""
         return self.max_concurrency == 1 and self.retries == 0 and self.dead_letter is None
+
+
+async def with_retries(
+    call: Callable[[], Awaitable[None]],
+    policy: HandlerPolicy,
+    on_retry: Callable[[int, Exception, float], None],
+) -> tuple[Exception | None, int]:
+    """Await ``call()`` until it succeeds or ``policy.retries`` retries have failed, sleeping
+    ``retry_backoff`` seconds (doubling, at most ``max_retry_backoff``) in between and telling
+    ``on_retry(attempt, error, backoff)`` before each retry. Returns the last error (None on
+    success) and the number of attempts."""
+    attempts = 0
+    backoff = policy.retry_backoff
+    while True:
+        attempts += 1
+        try:
+            await call()
+            return None, attempts
+        except Exception as exc:
+            if attempts > policy.retries:
+                return exc, attempts
+            on_retry(attempts, exc, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, policy.max_retry_backoff)
+
+
+def retried(record: Record, attempt: int, exc: BaseException) -> HandlerRetried:
+    return HandlerRetried(
+        shard_id=record.shard_id,
+        sequence_number=record.sequence_number,
+        sub_sequence_number=record.sub_sequence_number,
+        attempt=attempt,
+        error=str(exc),
+        error_type=type(exc).__name__,
+    )
+
+
+def dead_lettered(record: Record, attempts: int, exc: BaseException) -> RecordDeadLettered:
+    return RecordDeadLettered(
+        shard_id=record.shard_id,
+        sequence_number=record.sequence_number,
+        sub_sequence_number=record.sub_sequence_number,
+        attempts=attempts,
+        error=str(exc),
+        error_type=type(exc).__name__,
+    )
+
+
+async def checkpoint_staged(cp: Checkpointer, shard_id: str) -> None:
+    """Write the staged position, if any. A retriable AWS error is logged and left for the next
+    checkpoint to write; :class:`LeaseLost` and other errors are raised."""
+    if not cp.pending:
+        return
+    try:
+        await cp.checkpoint()
+    except KinesioError as exc:
+        if isinstance(exc, LeaseLost) or not exc.retriable:
+            raise
+        logger.warning("checkpoint of %s failed: %s", shard_id, exc)
 
 
 class Frontier:
@@ -221,39 +281,23 @@ class KeyedRunner:
 
     async def _attempt(self, record: Record) -> bool:
         """Handle one record with retries; False when it failed for good (``error`` set)."""
-        policy = self._policy
-        attempts = 0
-        backoff = policy.retry_backoff
-        while True:
-            attempts += 1
-            try:
-                await self._call(record)
-                return True
-            except Exception as exc:
-                if attempts <= policy.retries:
-                    self._events.emit(
-                        HandlerRetried(
-                            shard_id=record.shard_id,
-                            sequence_number=record.sequence_number,
-                            sub_sequence_number=record.sub_sequence_number,
-                            attempt=attempts,
-                            error=str(exc),
-                            error_type=type(exc).__name__,
-                        )
-                    )
-                    logger.warning(
-                        "handler failed on %s/%s (attempt %d of %d), retrying in %.2f s: %s",
-                        record.sequence_number,
-                        record.sub_sequence_number,
-                        attempts,
-                        policy.retries + 1,
-                        backoff,
-                        exc,
-                    )
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, policy.max_retry_backoff)
-                    continue
-                return await self._dead_letter(record, exc, attempts)
+
+        def on_retry(attempt: int, exc: Exception, backoff: float) -> None:
+            self._events.emit(retried(record, attempt, exc))
+            logger.warning(
+                "handler failed on %s/%s (attempt %d of %d), retrying in %.2f s: %s",
+                record.sequence_number,
+                record.sub_sequence_number,
+                attempt,
+                self._policy.retries + 1,
+                backoff,
+                exc,
+            )
+
+        error, attempts = await with_retries(lambda: self._call(record), self._policy, on_retry)
+        if error is None:
+            return True
+        return await self._dead_letter(record, error, attempts)
 
     async def _dead_letter(self, record: Record, exc: Exception, attempts: int) -> bool:
         hook = self._policy.dead_letter
@@ -268,16 +312,7 @@ class KeyedRunner:
             logger.error("dead_letter hook raised for %s", record.sequence_number)
             await self._fail(hook_error)
             return False
-        self._events.emit(
-            RecordDeadLettered(
-                shard_id=record.shard_id,
-                sequence_number=record.sequence_number,
-                sub_sequence_number=record.sub_sequence_number,
-                attempts=attempts,
-                error=str(exc),
-                error_type=type(exc).__name__,
-            )
-        )
+        self._events.emit(dead_lettered(record, attempts, exc))
         return True
 
     async def _fail(self, exc: BaseException) -> None:
@@ -345,14 +380,7 @@ async def consume_shard(
 
     async def flush() -> None:
         stage()
-        if not cp.pending:
-            return
-        try:
-            await cp.checkpoint()
-        except KinesioError as exc:
-            if isinstance(exc, LeaseLost) or not exc.retriable:
-                raise
-            logger.warning("checkpoint of %s failed: %s", stream.shard_id, exc)
+        await checkpoint_staged(cp, stream.shard_id)
 
     async def drain_then_flush() -> None:
         await runner.drain()
