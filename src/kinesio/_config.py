@@ -345,10 +345,16 @@ class ConsumerSettings:
     Leases (KCL 2.x defaults)
         A lease whose counter has not moved for ``failover_time`` (measured on this worker's
         monotonic clock) is expired and may be taken. Held leases are renewed every
-        ``renew_interval`` (default failover/3); free and expired leases are looked for every
-        ``take_interval`` (default 2 × failover). ``max_leases`` caps the leases one worker
-        holds; ``max_leases_to_steal`` caps steals per round. ``shard_sync_interval`` is how
-        often new shards are looked for.
+        ``renew_interval`` (default failover/3). The table is watched (an eventually
+        consistent scan) every ``watch_interval`` — by default ``min(1 s, failover/3)``,
+        growing with the fleet as ``workers × failover / 60`` so that its reads stay below its
+        renewal writes — and free leases are taken at once, expired ones at their deadline
+        (first sight of the counter + ``failover_time``), up to the fair share: a dead worker's
+        shards are read again about ``failover_time`` after its last renewal. Leases of live
+        workers are stolen only in the slower round every ``take_interval`` (default
+        2 × failover, a strongly consistent scan, as the KCL's taker). ``max_leases`` caps the
+        leases one worker holds; ``max_leases_to_steal`` caps steals per round.
+        ``shard_sync_interval`` is how often new shards are looked for.
     Fetching
         ``retrieval`` is ``Polling()`` (default) or ``FanOut(consumer_name=...)``. Each shard
         prefetches at most ``max_prefetch_records`` records and ``max_prefetch_bytes`` bytes
@@ -363,6 +369,7 @@ class ConsumerSettings:
     failover_time: float = 10.0
     renew_interval: float | None = None
     take_interval: float | None = None
+    watch_interval: float | None = None
     max_leases: int | None = None
     max_leases_to_steal: int = 1
     shard_sync_interval: float = 60.0
@@ -392,6 +399,8 @@ class ConsumerSettings:
             )
         if self.take_interval is not None and self.take_interval <= 0:
             raise ConfigurationError("take_interval must be > 0")
+        if self.watch_interval is not None and self.watch_interval <= 0:
+            raise ConfigurationError("watch_interval must be > 0")
         if not isinstance(self.retrieval, Polling | FanOut):
             raise ConfigurationError("retrieval must be Polling() or FanOut(consumer_name=...)")
         if not isinstance(self.initial_position, InitialPosition):
@@ -404,3 +413,8 @@ class ConsumerSettings:
     @property
     def effective_take_interval(self) -> float:
         return self.take_interval or self.failover_time * 2
+
+    @property
+    def effective_watch_interval(self) -> float:
+        """The shortest interval between watch scans (it grows with the fleet)."""
+        return self.watch_interval or min(1.0, self.failover_time / 3)

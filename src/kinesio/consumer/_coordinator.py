@@ -1,13 +1,27 @@
-"""The lease loop: take, renew, steal and release leases in the lease table (KCL 2.x semantics).
+"""The lease loop: take, renew, watch, steal and release leases in the lease table.
 
 All coordination between workers goes through the lease table: there is no other channel.
 A lease's expiry is judged by its counter not moving for ``failover_time`` on this worker's own
 monotonic clock — wall clocks of different hosts are never compared.
+
+The table, the item layout and the expiry rule are the KCL 2.x ones; only the timing differs.
+The KCL reads the table every ``2 × failover_time`` and takes a lease at the first read that
+finds its counter unchanged for ``failover_time``, so a dead worker's shards wait 17-40 s
+with the defaults. Here a cheap watch (an eventually consistent scan every
+``settings.effective_watch_interval``, growing with the fleet) notes when each counter was
+first seen, takes free leases at once, and wakes at each lease's own deadline (first sight +
+``failover_time``) to take it with a write conditional on the counter it saw: the write
+succeeding is itself the proof that the counter did not move for ``failover_time``. An
+eventually consistent read may be stale, which is safe in this direction: a stale counter is a
+change (it restarts the count) and a take on it fails its condition. For the same reason a
+watch scan never marks one of this worker's own leases lost; only the strongly consistent
+round every ``take_interval``, which also steals from live workers (the KCL's rules), does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import random
 import time
@@ -38,6 +52,20 @@ logger = logging.getLogger("kinesio.leases")
 
 T = TypeVar("T")
 
+#: Plans per round after lost races (each without another read of the table).
+_REPLANS = 3
+#: Seconds past a lease's deadline to wake at, so the expiry check cannot run a hair early.
+_DEADLINE_SLACK = 0.01
+
+
+def _reads_eventually(store: LeaseStore) -> bool:
+    """Whether the store's ``list_leases`` takes ``consistent`` (stores written before it was
+    added only read strongly consistently, which is correct, only dearer)."""
+    try:
+        return "consistent" in inspect.signature(store.list_leases).parameters
+    except (TypeError, ValueError):
+        return False
+
 
 @dataclass(frozen=True, slots=True)
 class _Seen:
@@ -60,6 +88,7 @@ class LeaseCoordinator:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         events: Emitter | None = None,
+        watch: bool = True,
     ) -> None:
         self.events = events or Emitter(None)
         self.store = store
@@ -77,6 +106,9 @@ class LeaseCoordinator:
         self._take_now = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._taking = True
+        # False: the KCL 2.x timing alone (one strongly consistent round per take interval)
+        self._watch = watch
+        self._eventual_reads = _reads_eventually(store)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -119,17 +151,54 @@ class LeaseCoordinator:
                 logger.warning("%s failed, will retry: %s", getattr(step, "__name__", step), exc)
 
     async def _take_loop(self) -> None:
+        s = self.settings
+        next_full = self._clock()
+        next_watch = next_full
         while self._taking:
+            now = self._clock()
             try:
-                await self.take_round()
+                if self._take_now.is_set() or now >= next_full:
+                    self._take_now.clear()
+                    next_full = now + s.effective_take_interval
+                    next_watch = now + self._watch_every()
+                    await self.take_round()
+                elif self._watch and now >= next_watch:
+                    next_watch = now + self._watch_every()
+                    await self.watch_round()
+                elif self._watch:
+                    await self._take_from_table(steal=False)  # a lease's deadline is due
             except KinesioError as exc:
                 logger.warning("taking leases failed, will retry: %s", exc)
-            self._take_now.clear()
+            wake = next_full
+            if self._watch:
+                wake = min(wake, next_watch, self._next_deadline())
             try:
-                async with asyncio.timeout(self.settings.effective_take_interval):
+                async with asyncio.timeout(max(0.0, wake - self._clock())):
                     await self._take_now.wait()
             except TimeoutError:
                 pass
+
+    def _watch_every(self) -> float:
+        owners = {lease.lease_owner for lease in self.table.values() if lease.lease_owner}
+        return _assignment.watch_interval(
+            len(owners | {self.worker_id}),
+            self.settings.failover_time,
+            self.settings.effective_watch_interval,
+        )
+
+    def _next_deadline(self) -> float:
+        """When the next lease of another worker expires on this clock, unless it moves first
+        (a little later: the loop's timer may fire a hair early)."""
+        now = self._clock()
+        failover = self.settings.failover_time
+        deadlines = [
+            seen.since + failover + _DEADLINE_SLACK
+            for key, seen in self._seen.items()
+            if seen.owner is not None
+            and key not in self.held
+            and seen.since + failover + _DEADLINE_SLACK > now
+        ]
+        return min(deadlines, default=float("inf"))
 
     def take_soon(self) -> None:
         """Run a take round now (a shard ended; its children may be free)."""
@@ -144,12 +213,16 @@ class LeaseCoordinator:
             if not h.active:
                 self.held.pop(h.key, None)
 
-    async def refresh_table(self) -> list[Lease]:
-        leases = await self.store.list_leases()
+    async def refresh_table(self, *, consistent: bool = True) -> list[Lease]:
+        if consistent or not self._eventual_reads:
+            leases = await self.store.list_leases()
+        else:
+            leases = await self.store.list_leases(consistent=False)
         now = self._clock()
         seen: dict[str, _Seen] = {}
         for lease in leases:
             prev = self._seen.get(lease.lease_key)
+            # any difference restarts the count, a counter going backwards (a stale read) too
             if prev is None or (prev.owner, prev.counter) != (
                 lease.lease_owner,
                 lease.lease_counter,
@@ -169,64 +242,92 @@ class LeaseCoordinator:
             if key in self.held:
                 continue
             s = self._seen[key]
-            if lease.lease_owner is None or now - s.since > self.settings.failover_time:
+            if lease.lease_owner is None or now - s.since >= self.settings.failover_time:
                 out.add(key)
         return out
 
     async def take_round(self) -> None:
+        """A strongly consistent read: drop leases another worker holds now, take free and
+        expired leases, or steal (the KCL's taker round)."""
         if not self._taking:
             return
-        leases = await self.refresh_table()
+        await self.refresh_table()
         for key, handle in list(self.held.items()):
             stored = self.table.get(key)
             if stored is None or stored.lease_owner != self.worker_id:
                 handle.mark_lost("the lease table shows another owner")
                 self.held.pop(key, None)
-        mine = [
-            lease
-            for lease in leases
-            if lease.lease_key in self.held or lease.lease_owner != self.worker_id
+        await self._take_from_table(steal=True)
+
+    async def watch_round(self) -> None:
+        """An eventually consistent read, then take free and expired leases (never steal)."""
+        if not self._taking:
+            return
+        await self.refresh_table(consistent=False)
+        await self._take_from_table(steal=False)
+
+    def _plan(self, *, steal: bool, skip: set[str]) -> _assignment.Plan:
+        # The handles know this worker's own leases better than a (possibly stale) scan.
+        leases = [
+            self.held[key].lease if key in self.held else lease
+            for key, lease in self.table.items()
+            if key not in skip and (key in self.held or lease.lease_owner != self.worker_id)
         ]
-        plan = _assignment.plan(
-            mine,
-            self.expired(),
+        return _assignment.plan(
+            leases,
+            self.expired() - skip,
             self.worker_id,
             max_leases=self.settings.max_leases,
-            max_leases_to_steal=self.settings.max_leases_to_steal,
+            max_leases_to_steal=self.settings.max_leases_to_steal if steal else 0,
             rng=self._rng,
         )
-        for key in plan.take + plan.steal:
-            if not self._taking:
+
+    async def _take_from_table(self, *, steal: bool) -> None:
+        """Apply a plan made from the table as last read. A take that loses its race (the
+        counter moved) is planned again at once among the other candidates, a few times,
+        instead of waiting for the next read."""
+        skip: set[str] = set()
+        for _ in range(_REPLANS):
+            plan = self._plan(steal=steal, skip=skip)
+            lost = False
+            for key in plan.take + plan.steal:
+                if not self._taking:
+                    return
+                if not await self._take_one(key, stolen=key in plan.steal, target=plan.target):
+                    skip.add(key)
+                    lost = True
+            if not lost or plan.steal:
                 return
-            lease = self.table[key]
-            started = self._clock()
-            taken = await self.store.take(lease, self.worker_id)
-            if taken is None:
-                continue  # another worker was quicker
-            verb = "stole" if key in plan.steal else "took"
-            logger.info(
-                "%s lease %s (from %s; target %d)", verb, key, lease.lease_owner, plan.target
+
+    async def _take_one(self, key: str, *, stolen: bool, target: int) -> bool:
+        lease = self.table[key]
+        started = self._clock()
+        taken = await self.store.take(lease, self.worker_id)
+        if taken is None:
+            return False  # another worker was quicker, or the owner renewed after all
+        verb = "stole" if stolen else "took"
+        logger.info("%s lease %s (from %s; target %d)", verb, key, lease.lease_owner, target)
+        self.events.emit(
+            LeaseAcquired(
+                lease_key=key,
+                previous_owner=lease.lease_owner,
+                stolen=stolen,
+                lease_counter=taken.lease_counter,
             )
-            self.events.emit(
-                LeaseAcquired(
-                    lease_key=key,
-                    previous_owner=lease.lease_owner,
-                    stolen=key in plan.steal,
-                    lease_counter=taken.lease_counter,
-                )
-            )
-            handle = LeaseHandle(
-                taken,
-                self.store,
-                self.worker_id,
-                self._clock,
-                self.events,
-                failover_time=self.settings.failover_time,
-                written_at=started,
-            )
-            self.held[key] = handle
-            self.table[key] = taken
-            await self.acquired.put(handle)
+        )
+        handle = LeaseHandle(
+            taken,
+            self.store,
+            self.worker_id,
+            self._clock,
+            self.events,
+            failover_time=self.settings.failover_time,
+            written_at=started,
+        )
+        self.held[key] = handle
+        self.table[key] = taken
+        await self.acquired.put(handle)
+        return True
 
     async def sync_shards(self) -> None:
         """Create leases for shards nobody has read yet; delete finished parents' leases."""

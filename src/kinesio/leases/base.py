@@ -55,8 +55,14 @@ class LeaseStore(Protocol):
         """
         ...
 
-    async def list_leases(self) -> list[Lease]:
-        """Every lease (a full, strongly consistent read). Items that are not leases are skipped."""
+    async def list_leases(self, *, consistent: bool = True) -> list[Lease]:
+        """Every lease. Items that are not leases are skipped.
+
+        ``consistent=True`` is a strongly consistent read. ``consistent=False`` may return
+        leases up to a few seconds old (DynamoDB: an eventually consistent Scan, at half the
+        read units); the consumer uses it only to watch for expiry, where every decision is
+        confirmed by a conditional write. A store that cannot read more cheaply may ignore it.
+        """
         ...
 
     async def get_lease(self, lease_key: str) -> Lease | None:

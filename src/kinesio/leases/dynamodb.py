@@ -411,14 +411,16 @@ class DynamoDBLeaseStore:
 
     # -- reads ---------------------------------------------------------------------------
 
-    async def list_leases(self) -> list[Lease]:
-        """Every lease: a strongly consistent, paginated Scan. Non-lease items are skipped.
+    async def list_leases(self, *, consistent: bool = True) -> list[Lease]:
+        """Every lease: a paginated Scan, strongly consistent unless ``consistent=False``
+        (eventually consistent: half the read units, possibly a few seconds stale). Non-lease
+        items are skipped.
 
         Raises :class:`MalformedLeaseError` if a lease item cannot be read.
         """
         client = await self._client()
         leases: list[Lease] = []
-        args: dict[str, Any] = {"TableName": self.table_name, "ConsistentRead": True}
+        args: dict[str, Any] = {"TableName": self.table_name, "ConsistentRead": consistent}
         if self._scan_page_size is not None:
             args["Limit"] = self._scan_page_size
         while True:

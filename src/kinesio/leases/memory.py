@@ -39,7 +39,7 @@ class MemoryLeaseStore:
     async def create_table_if_missing(self) -> None:
         await asyncio.sleep(0)
 
-    async def list_leases(self) -> list[Lease]:
+    async def list_leases(self, *, consistent: bool = True) -> list[Lease]:
         await asyncio.sleep(0)
         return [_copy(lease) for lease in self._items.values() if is_lease_item(lease.extra)]
 
