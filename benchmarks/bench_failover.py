@@ -71,6 +71,8 @@ def worker(args: argparse.Namespace) -> None:
         max_leases_to_steal=args.max_steal,
         initial_position=kinesio.InitialPosition.TRIM_HORIZON,
         worker_id=args.name,
+        retrieval=kinesio.Polling(idle_time=args.idle_time),
+        graceful_handoff=not args.no_handoff,
     )
     out = open(args.log, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives as long as the process
 
@@ -78,8 +80,15 @@ def worker(args: argparse.Namespace) -> None:
         out.write(f"{time.time():.3f} {record.shard_id} {record.data.decode()}\n")
 
     async def run() -> None:
+        store = kinesio.DynamoDBLeaseStore(
+            args.app, aws=kinesio.AWSConfig(endpoint_url=args.lease_endpoint)
+        )
         consumer = kinesio.AsyncConsumer(
-            args.stream, application_name=args.app, settings=settings, endpoint_url=args.endpoint
+            args.stream,
+            application_name=args.app,
+            settings=settings,
+            endpoint_url=args.endpoint,
+            lease_store=store,
         )
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, consumer.request_shutdown)
@@ -187,6 +196,8 @@ class Setting:
     workers: int = 3
     produce_interval: float = 0.1
     max_steal: int = 1
+    idle_time: float = 1.0  # Polling()'s default
+    dynalite: bool = False  # the lease table on dynalite rather than on moto
 
     @property
     def effective_take(self) -> float:
@@ -196,6 +207,10 @@ class Setting:
     def renew_interval(self) -> float:
         return self.failover_time / 3
 
+    @property
+    def effective_watch(self) -> float:
+        return min(1.0, self.failover_time / 3)
+
 
 @dataclass
 class Result:
@@ -204,6 +219,8 @@ class Result:
     taken: list[float] = field(default_factory=list)  # seconds from the kill to "took lease"
     balance: list[float] = field(default_factory=list)  # seconds to 2/2/2 before each kill
     stray: int = 0  # records of a moved shard handled after the kill by a non-owner
+    # records handled again by the next owner, per moved lease, by how the lease moved
+    duplicates: dict[str, list[int]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
 
@@ -239,9 +256,18 @@ class Group:
     """The worker processes of one setting, their logs, and the lease table."""
 
     def __init__(
-        self, endpoint: str, stream: str, app: str, setting: Setting, tmp: Path, ddb: Any
+        self,
+        endpoint: str,
+        lease_endpoint: str,
+        stream: str,
+        app: str,
+        setting: Setting,
+        tmp: Path,
+        ddb: Any,
     ) -> None:
         self.endpoint, self.stream, self.app, self.setting = endpoint, stream, app, setting
+        self.lease_endpoint = lease_endpoint
+        self.handoff = True
         self.tmp, self.ddb = tmp, ddb
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.files: list[IO[bytes]] = []
@@ -256,6 +282,9 @@ class Group:
         cmd = [sys.executable, __file__, "--worker", "--name", name, "--stream", self.stream]
         cmd += ["--app", self.app, "--endpoint", self.endpoint, "--log", str(self.log(name))]
         cmd += ["--failover-time", str(s.failover_time), "--max-steal", str(s.max_steal)]
+        cmd += ["--lease-endpoint", self.lease_endpoint, "--idle-time", str(s.idle_time)]
+        if not self.handoff:
+            cmd += ["--no-handoff"]
         if s.take_interval is not None:
             cmd += ["--take-interval", str(s.take_interval)]
         self.procs[name] = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=err)
@@ -315,6 +344,41 @@ class Group:
                         best[shard] = (t, name)
         return best
 
+    def duplicates_per_move(self) -> dict[str, list[int]]:
+        """For every lease that changed hands during the run: how many of the records the new
+        owner handled (until the lease moved again) the previous owner had handled already.
+        Kinds: "steal" (stolen from a live worker), "release" (taken after the previous owner
+        released it on SIGTERM), "kill" (taken after it expired)."""
+        pattern = re.compile(r"^(\d+\.\d+) kinesio\.leases (took|stole) lease (\S+) \(from (\S+);")
+        events: dict[str, list[tuple[float, str, str, str]]] = {}
+        for name in self.procs:
+            for line in (self.tmp / f"{name}.err").read_text(errors="replace").splitlines():
+                if m := pattern.match(line):
+                    t, verb, shard, source = float(m[1]), m[2], m[3], m[4]
+                    events.setdefault(shard, []).append((t, name, verb, source))
+        handled: dict[tuple[str, str], list[tuple[float, str]]] = {}
+        for name in self.procs:
+            if not self.log(name).exists():
+                continue
+            for line in self.log(name).read_text().splitlines():
+                parts = line.split(" ")
+                if len(parts) == 3:
+                    handled.setdefault((name, parts[1]), []).append((float(parts[0]), parts[2]))
+        out: dict[str, list[int]] = {}
+        for shard, moves in events.items():
+            moves.sort()
+            for i in range(1, len(moves)):
+                t, new, verb, source = moves[i]
+                old = moves[i - 1][1]
+                if old == new:
+                    continue
+                end = moves[i + 1][0] if i + 1 < len(moves) else float("inf")
+                before = {d for at, d in handled.get((old, shard), []) if at <= t}
+                after = {d for at, d in handled.get((new, shard), []) if t <= at < end}
+                kind = "steal" if verb == "stole" else "release" if source == "None" else "kill"
+                out.setdefault(kind, []).append(len(before & after))
+        return out
+
     def stop_all(self) -> None:
         for p in self.procs.values():
             if p.poll() is None:
@@ -329,12 +393,19 @@ class Group:
             f.close()
 
 
-def run_setting(setting: Setting, endpoint: str, env: dict[str, str], tmp: Path) -> Result:
+def run_setting(
+    setting: Setting,
+    endpoint: str,
+    lease_endpoint: str,
+    env: dict[str, str],
+    tmp: Path,
+    handoff: bool,
+) -> Result:
     import boto3
 
     creds = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
     kinesis = boto3.client("kinesis", endpoint_url=endpoint, region_name=REGION, **creds)
-    ddb = boto3.client("dynamodb", endpoint_url=endpoint, region_name=REGION, **creds)
+    ddb = boto3.client("dynamodb", endpoint_url=lease_endpoint, region_name=REGION, **creds)
     stream = f"failover-{uuid.uuid4().hex[:8]}"
     app = f"app-{stream}"
     kinesis.create_stream(StreamName=stream, ShardCount=setting.shards)
@@ -351,7 +422,8 @@ def run_setting(setting: Setting, endpoint: str, env: dict[str, str], tmp: Path)
     producer.start()
     work = tmp / re.sub(r"\W+", "-", setting.label)
     work.mkdir()
-    group = Group(endpoint, stream, app, setting, work, ddb)
+    group = Group(endpoint, lease_endpoint, stream, app, setting, work, ddb)
+    group.handoff = handoff
     result = Result(setting)
     # enough for the defaults: a steal per worker per take interval, from a 6/0/0 start
     balance_timeout = 10 * setting.effective_take + 30
@@ -405,6 +477,12 @@ def run_setting(setting: Setting, endpoint: str, env: dict[str, str], tmp: Path)
                 file=sys.stderr,
                 flush=True,
             )
+        # a planned move: SIGTERM (the worker checkpoints and releases its leases)
+        leaving = min(group.alive(), key=lambda n: int(n[1:]))
+        group.procs[leaving].send_signal(signal.SIGTERM)
+        group.procs[leaving].wait(timeout=60)
+        time.sleep(setting.effective_watch + 5.0)  # taken and read by the others
+        result.duplicates = group.duplicates_per_move()
     finally:
         group.stop_all()
         producer.stop.set()
@@ -422,6 +500,12 @@ def summary(values: list[float]) -> str:
     return f"{min(values):.1f} | {statistics.median(values):.1f} | {max(values):.1f}"
 
 
+def duplicates(values: list[int]) -> str:
+    if not values:
+        return "–"
+    return f"{statistics.median(values):g} ({max(values)}) ×{len(values)}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--default-rounds", type=int, default=4)
@@ -434,6 +518,11 @@ def main() -> None:
     parser.add_argument("--failover-time", type=float, default=10.0, help=argparse.SUPPRESS)
     parser.add_argument("--take-interval", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--max-steal", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--idle-time", type=float, default=1.0, help=argparse.SUPPRESS)
+    parser.add_argument("--lease-endpoint", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--no-handoff", action="store_true", help="workers without graceful_handoff (the before)"
+    )
     args = parser.parse_args()
     if args.moto_server:
         serve_moto(args.moto_server)
@@ -453,16 +542,29 @@ def main() -> None:
             workers=4,
             produce_interval=1.0,
             max_steal=50,
+            idle_time=3.0,
+            dynalite=True,
         ),
         Setting("tuned (failover 3 s, take every 1 s), 6 shards", 3.0, 1.0, args.tuned_rounds),
     ]
     env = child_env()
+    handoff = not args.no_handoff
     started = time.monotonic()
     results: list[Result] = []
-    with tempfile.TemporaryDirectory() as tmp, moto_server(env) as endpoint:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from _emulators import dynalite
+
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        moto_server(env) as endpoint,
+        dynalite() as dynalite_endpoint,
+    ):
         for setting in settings:
             if setting.rounds > 0:
-                results.append(run_setting(setting, endpoint, env, Path(tmp)))
+                lease_endpoint = dynalite_endpoint if setting.dynalite else endpoint
+                results.append(
+                    run_setting(setting, endpoint, lease_endpoint, env, Path(tmp), handoff)
+                )
 
     print(
         f"Python {platform.python_version()}, kinesio {version('kinesio')}, "
@@ -472,18 +574,25 @@ def main() -> None:
     print()
     print(
         "| setting | kills | shards moved | lease taken after, s (min / median / max) "
-        "| read again after, s: min | median | max | balanced before each kill, s | notes |"
+        "| read again after, s: min | median | max | balanced before each kill, s "
+        "| records handled twice per moved lease: kill / steal / SIGTERM | notes |"
     )
-    print("|---|---:|---:|---|---:|---:|---:|---|---|")
+    print("|---|---:|---:|---|---:|---:|---:|---|---|---|")
     for r in results:
         s = r.setting
         taken = summary(r.taken).replace(" | ", " / ")
         errors = r.errors + ([f"{r.stray} records handled by a non-owner"] if r.stray else [])
         notes = "; ".join(errors) or "–"
+        dups = " / ".join(duplicates(r.duplicates.get(k, [])) for k in ("kill", "steal", "release"))
         print(
             f"| {s.label} | {s.rounds} | {len(r.resumed)} | {taken} | {summary(r.resumed)} "
-            f"| {', '.join(f'{b:.0f}' for b in r.balance)} | {notes} |"
+            f"| {', '.join(f'{b:.0f}' for b in r.balance)} | {dups} | {notes} |"
         )
+    print()
+    print(
+        f"graceful_handoff={'on' if handoff else 'off'}. Records handled twice: median (max) "
+        "over the moved leases, and how many leases moved that way."
+    )
 
 
 if __name__ == "__main__":

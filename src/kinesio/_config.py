@@ -355,6 +355,15 @@ class ConsumerSettings:
         2 × failover, a strongly consistent scan, as the KCL's taker). ``max_leases`` caps the
         leases one worker holds; ``max_leases_to_steal`` caps steals per round.
         ``shard_sync_interval`` is how often new shards are looked for.
+    Hand-off
+        With ``graceful_handoff`` (default on, KCL 3.x's graceful lease hand-off) a stolen
+        lease names its previous owner in ``checkpointOwner``: that worker notices at its next
+        renewal, finishes the batch in hand, checkpoints and lets go, and only then does the
+        new owner start reading, from that checkpoint — no record is processed twice. The new
+        owner waits at most ``handoff_timeout`` seconds (KCL 3 default 30), then resumes at the
+        last checkpoint written. A Java KCL 2.x worker ignores ``checkpointOwner``: in a fleet
+        that mixes them, leases stolen from 2.x workers wait the whole timeout, so turn it off
+        there.
     Fetching
         ``retrieval`` is ``Polling()`` (default) or ``FanOut(consumer_name=...)``. Each shard
         prefetches at most ``max_prefetch_records`` records and ``max_prefetch_bytes`` bytes
@@ -381,6 +390,8 @@ class ConsumerSettings:
     lease_table_name: str | None = None
     create_lease_table: bool = True
     shutdown_timeout: float = 30.0
+    graceful_handoff: bool = True
+    handoff_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         _positive("failover_time", self.failover_time)
@@ -388,6 +399,7 @@ class ConsumerSettings:
         _positive("max_prefetch_records", self.max_prefetch_records)
         _positive("max_prefetch_bytes", self.max_prefetch_bytes)
         _positive("shutdown_timeout", self.shutdown_timeout)
+        _positive("handoff_timeout", self.handoff_timeout)
         if self.max_leases_to_steal < 0:
             raise ConfigurationError("max_leases_to_steal must be >= 0")
         if self.max_leases is not None and self.max_leases < 1:

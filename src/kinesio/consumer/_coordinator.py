@@ -46,7 +46,7 @@ from kinesio.events import (
     LeaseAcquired,
     ShardEnded,
 )
-from kinesio.leases.base import LeaseStore
+from kinesio.leases.base import HandoffLeaseStore, LeaseStore, checkpoint_owner
 
 logger = logging.getLogger("kinesio.leases")
 
@@ -54,6 +54,8 @@ T = TypeVar("T")
 
 #: Plans per round after lost races (each without another read of the table).
 _REPLANS = 3
+#: Seconds between reads of a stolen lease while its previous owner finishes its batch.
+_HANDOFF_POLL = 0.2
 #: Seconds past a lease's deadline to wake at, so the expiry check cannot run a hair early.
 _DEADLINE_SLACK = 0.01
 
@@ -109,6 +111,7 @@ class LeaseCoordinator:
         # False: the KCL 2.x timing alone (one strongly consistent round per take interval)
         self._watch = watch
         self._eventual_reads = _reads_eventually(store)
+        self._handoffs: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -134,9 +137,10 @@ class LeaseCoordinator:
         self._taking = False
         await asyncio.gather(*(h.release() for h in list(self.held.values())))
         self.held.clear()
-        for task in self._tasks:
+        tasks = self._tasks + list(self._handoffs)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks = []
 
     def _renew_interval(self) -> float:
@@ -255,7 +259,10 @@ class LeaseCoordinator:
         for key, handle in list(self.held.items()):
             stored = self.table.get(key)
             if stored is None or stored.lease_owner != self.worker_id:
-                handle.mark_lost("the lease table shows another owner")
+                if stored is not None and checkpoint_owner(stored) == self.worker_id:
+                    handle.begin_handoff(stored)
+                else:
+                    handle.mark_lost("the lease table shows another owner")
                 self.held.pop(key, None)
         await self._take_from_table(steal=True)
 
@@ -302,7 +309,14 @@ class LeaseCoordinator:
     async def _take_one(self, key: str, *, stolen: bool, target: int) -> bool:
         lease = self.table[key]
         started = self._clock()
-        taken = await self.store.take(lease, self.worker_id)
+        handoff = (
+            stolen and self.settings.graceful_handoff and isinstance(self.store, HandoffLeaseStore)
+        )
+        if handoff:
+            assert isinstance(self.store, HandoffLeaseStore)
+            taken = await self.store.take_for_handoff(lease, self.worker_id)
+        else:
+            taken = await self.store.take(lease, self.worker_id)
         if taken is None:
             return False  # another worker was quicker, or the owner renewed after all
         verb = "stole" if stolen else "took"
@@ -326,8 +340,52 @@ class LeaseCoordinator:
         )
         self.held[key] = handle
         self.table[key] = taken
-        await self.acquired.put(handle)
+        if handoff:
+            task = asyncio.create_task(self._after_handoff(handle), name=f"handoff-{key}")
+            self._handoffs.add(task)
+            task.add_done_callback(self._handoffs.discard)
+        else:
+            await self.acquired.put(handle)
         return True
+
+    async def _after_handoff(self, handle: LeaseHandle) -> None:
+        """Hand a stolen lease to the consumer once its previous owner has written its last
+        checkpoint (``checkpointOwner`` gone), or after ``handoff_timeout`` (then the previous
+        owner's late checkpoint is refused, and reading resumes at the last one written)."""
+        deadline = self._clock() + self.settings.handoff_timeout
+        while handle.active:
+            try:
+                stored = await self.store.get_lease(handle.key)
+            except KinesioError as exc:
+                logger.warning("reading lease %s during its hand-off failed: %s", handle.key, exc)
+                stored = handle.lease
+            if stored is None or stored.lease_owner != self.worker_id:
+                handle.mark_lost("another worker holds it now (during the hand-off)")
+                return
+            if checkpoint_owner(stored) is None:
+                handle.adopt_handoff(stored)
+                break
+            if self._clock() >= deadline:
+                logger.warning(
+                    "lease %s: %s did not hand off within %.0f s; resuming at the last checkpoint",
+                    handle.key,
+                    checkpoint_owner(stored),
+                    self.settings.handoff_timeout,
+                )
+                try:
+                    await handle.end_handoff()
+                except KinesioError as exc:
+                    logger.warning("ending the hand-off of %s failed: %s", handle.key, exc)
+                    continue
+                break
+            try:
+                async with asyncio.timeout(_HANDOFF_POLL):
+                    await handle.lost.wait()
+            except TimeoutError:
+                pass
+        if handle.active:
+            logger.info("lease %s handed off at %s", handle.key, handle.lease.checkpoint)
+            await self.acquired.put(handle)
 
     async def sync_shards(self) -> None:
         """Create leases for shards nobody has read yet; delete finished parents' leases."""
