@@ -120,7 +120,7 @@ class LeaseHandle:
         self.lease = written
         self.mark_lost(f"handed off to {self.handoff_to}")
 
-    async def _refused(self) -> None:
+    async def _refused(self, what: str) -> None:
         """A conditional write was refused: a hand-off if the new owner says so, else lost."""
         if isinstance(self._store, HandoffLeaseStore):
             try:
@@ -134,7 +134,7 @@ class LeaseHandle:
             ):
                 self.begin_handoff(stored)
                 return
-        self.mark_lost("another worker holds it now (renewal refused)")
+        self.mark_lost(f"another worker holds it now ({what} refused)")
 
     def adopt_handoff(self, stored: Lease) -> None:
         """New owner: the previous owner wrote its last checkpoint; resume from it."""
@@ -250,7 +250,7 @@ class LeaseHandle:
                     logger.warning("renewing lease %s failed, will retry: %s", self.key, exc)
                 return
             if renewed is None:
-                await self._refused()
+                await self._refused("renewal")
                 return
             self.lease = renewed
             if self.lost.is_set():
@@ -284,7 +284,11 @@ class LeaseHandle:
                 self.lease, self._owner, position, child_shard_ids=child_shard_ids
             )
             if written is None:
-                self.mark_lost("another worker holds it now (checkpoint refused)")
+                await self._refused("checkpoint")
+                if self.handoff.is_set() and not self.lost.is_set() and not child_shard_ids:
+                    await self._write_handoff(position)  # stolen for a hand-off meanwhile
+                    self._emit_checkpoint(position)
+                    return
                 raise LeaseLost(f"lease {self.key} was taken by another worker; not checkpointed")
             self.lease = written
             if not self.lost.is_set():
