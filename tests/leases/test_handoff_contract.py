@@ -36,7 +36,8 @@ async def test_take_for_handoff_names_the_previous_owner(backend: Backend) -> No
     assert taken.owner_switches_since_checkpoint == 1
     assert checkpoint_owner(taken) == "w1"
     raw = await backend.get_raw("shard-1")
-    assert raw is not None and raw[CHECKPOINT_OWNER] == {"S": "w1"}  # what KCL 3 reads
+    assert raw is not None
+    assert raw[CHECKPOINT_OWNER] == {"S": "w1"}
     assert await store.get_lease("shard-1") == taken
 
 
@@ -53,7 +54,8 @@ async def test_taking_an_unowned_lease_sets_no_checkpoint_owner(backend: Backend
     free = await store.create_lease(Lease("shard-1"))
     assert free is not None
     taken = await store.take_for_handoff(free, "w2")
-    assert taken is not None and taken.lease_owner == "w2"
+    assert taken is not None
+    assert taken.lease_owner == "w2"
     assert checkpoint_owner(taken) is None
 
 
@@ -90,7 +92,8 @@ async def test_only_the_named_previous_owner_may_write(backend: Backend) -> None
     seen_before = Lease("shard-1", lease_owner="w2", lease_counter=taken.lease_counter)
     assert await store.handoff_checkpoint(seen_before, "w1", ExtendedSequenceNumber(LATER)) is None
     stored = await store.get_lease("shard-1")
-    assert stored is not None and stored.checkpoint == ExtendedSequenceNumber(SEQ)
+    assert stored is not None
+    assert stored.checkpoint == ExtendedSequenceNumber(SEQ)
 
 
 async def test_new_owner_ends_the_wait_and_fences_the_previous_owner(backend: Backend) -> None:

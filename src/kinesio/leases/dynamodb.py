@@ -601,9 +601,7 @@ class DynamoDBLeaseStore:
                     ":zero": _n(0),
                 }
             )
-            update = (
-                "SET #cp = :cp, #cpsub = :cpsub, #sw = :zero REMOVE #cpo, #pcp, #pcpsub, #pcs"
-            )
+            update = "SET #cp = :cp, #cpsub = :cpsub, #sw = :zero REMOVE #cpo, #pcp, #pcpsub, #pcs"
         return await self._update(lease.lease_key, update, condition, names, values)
 
     async def end_handoff(self, lease: Lease, owner: str) -> Lease | None:
