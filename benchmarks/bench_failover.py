@@ -418,6 +418,7 @@ def run_setting(
         AttributeDefinitions=[{"AttributeName": "leaseKey", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
     )
+    ddb.get_waiter("table_exists").wait(TableName=app, WaiterConfig={"Delay": 0.2})
     producer = Producer(kinesis, stream, setting.produce_interval)
     producer.start()
     work = tmp / re.sub(r"\W+", "-", setting.label)
