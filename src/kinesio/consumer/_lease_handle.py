@@ -13,6 +13,7 @@ from kinesio._models import ExtendedSequenceNumber, Lease
 from kinesio.events import (
     CheckpointWritten,
     Emitter,
+    LeaseHandedOff,
     LeaseLostEvent,
     LeaseReleased,
     LeaseRenewed,
@@ -118,6 +119,14 @@ class LeaseHandle:
             self.mark_lost(f"{self.handoff_to} stopped waiting for the hand-off")
             raise LeaseLost(f"lease {self.key} was taken over before the hand-off checkpoint")
         self.lease = written
+        self._events.emit(
+            LeaseHandedOff(
+                lease_key=self.key,
+                to=self.handoff_to,
+                sequence_number=written.checkpoint.sequence_number,
+                sub_sequence_number=written.checkpoint.sub_sequence_number,
+            )
+        )
         self.mark_lost(f"handed off to {self.handoff_to}")
 
     async def _refused(self, what: str) -> None:
@@ -275,7 +284,6 @@ class LeaseHandle:
         try:
             if self.handoff.is_set() and not self.lost.is_set() and not child_shard_ids:
                 await self._write_handoff(position)
-                self._emit_checkpoint(position)
                 return
             if not self.active:
                 raise LeaseLost(f"lease {self.key} is no longer held: {self.lost_reason}")
@@ -287,25 +295,21 @@ class LeaseHandle:
                 await self._refused("checkpoint")
                 if self.handoff.is_set() and not self.lost.is_set() and not child_shard_ids:
                     await self._write_handoff(position)  # stolen for a hand-off meanwhile
-                    self._emit_checkpoint(position)
                     return
                 raise LeaseLost(f"lease {self.key} was taken by another worker; not checkpointed")
             self.lease = written
             if not self.lost.is_set():
                 self.last_renewed = started
-            self._emit_checkpoint(position)
+            self._events.emit(
+                CheckpointWritten(
+                    shard_id=self.key,
+                    sequence_number=position.sequence_number,
+                    sub_sequence_number=position.sub_sequence_number,
+                    lease_counter=written.lease_counter,
+                )
+            )
         finally:
             self._lock.release()
-
-    def _emit_checkpoint(self, position: ExtendedSequenceNumber) -> None:
-        self._events.emit(
-            CheckpointWritten(
-                shard_id=self.key,
-                sequence_number=position.sequence_number,
-                sub_sequence_number=position.sub_sequence_number,
-                lease_counter=self.lease.lease_counter,
-            )
-        )
 
     async def release(self) -> None:
         """Give the lease up so another worker can take it at once (graceful shutdown)."""
