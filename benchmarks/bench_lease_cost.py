@@ -1,6 +1,6 @@
 """What the lease table costs: DynamoDB read and write units per worker per minute.
 
-Run: .venv/bin/python benchmarks/bench_lease_cost.py        (about 8 min)
+Run: .venv/bin/python benchmarks/bench_lease_cost.py        (about 9 min)
 
 A fleet of ``LeaseCoordinator``s (kinesio's lease loop: renew, watch, take, steal; no record
 fetching) runs in one process on a ``MemoryLeaseStore`` over a ``kinesio.testing``
