@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
@@ -16,7 +17,8 @@ from kinesio import (
     Polling,
     ProducerSettings,
 )
-from kinesio._models import Record
+from kinesio._models import Lease, Record
+from kinesio.consumer._coordinator import LeaseCoordinator
 from kinesio.events import DiagnosticEvent, LeaseAcquired
 from kinesio.leases import MemoryLeaseStore
 from kinesio.leases.base import checkpoint_owner
@@ -144,3 +146,42 @@ async def test_without_the_handoff_the_new_owner_repeats_from_the_last_checkpoin
     handled, shard, _ = await steal_one(handoff=False)
     assert handled.numbers() == set(range(RECORDS))
     assert handled.twice(shard) > 0  # what the hand-off saves
+
+
+async def test_a_previous_owner_that_never_hands_off_is_waited_for_only_so_long() -> None:
+    """A Java KCL 2.x worker ignores ``checkpointOwner``: the thief resumes at the stored
+    checkpoint after ``handoff_timeout``, and clears the attribute itself."""
+    kinesis = InMemoryKinesis(enforce_limits=False)
+    await kinesis.create_stream(STREAM, 2)
+    store = MemoryLeaseStore()
+    for shard in await kinesis.list_shards(STREAM):
+        lease = await store.create_lease(Lease(shard.shard_id))
+        assert lease is not None
+        assert await store.take(lease, "java") is not None
+
+    async def java_renews() -> None:
+        while True:
+            for lease in await store.list_leases():
+                if lease.lease_owner == "java":
+                    await store.renew(lease)
+            await asyncio.sleep(0.1)
+
+    renewing = asyncio.create_task(java_renews())
+    settings = ConsumerSettings(
+        worker_id="b", failover_time=3.0, take_interval=0.2, handoff_timeout=0.6
+    )
+    b = LeaseCoordinator(store, kinesis, STREAM, "b", settings)
+    started = time.monotonic()
+    await b.start()
+    async with asyncio.timeout(10):
+        handle = await b.acquired.get()
+    waited = time.monotonic() - started
+    assert handle is not None
+    assert waited >= 0.6
+    stored = await store.get_lease(handle.key)
+    assert stored is not None
+    assert stored.lease_owner == "b"
+    assert checkpoint_owner(stored) is None
+    assert handle.active
+    renewing.cancel()
+    await b.stop()

@@ -369,10 +369,9 @@ class LeaseCoordinator(ShardSteps):
                 )
                 try:
                     await handle.end_handoff()
+                    break
                 except KinesioError as exc:
                     logger.warning("ending the hand-off of %s failed: %s", handle.key, exc)
-                    continue
-                break
             try:
                 async with asyncio.timeout(_HANDOFF_POLL):
                     await handle.lost.wait()
