@@ -49,6 +49,7 @@ import platform
 import random
 import signal
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -80,6 +81,7 @@ from kinesio.testing.chaos import (
     LeaseSnapshot,
     LogTail,
     WorkerLog,
+    WorkerRecords,
     consumer_verdict,
     format_table,
     payload,
@@ -727,6 +729,14 @@ async def consumer_run(args: argparse.Namespace) -> int:
                 f"failover after {f.disruption.kind} {f.disruption.worker}: "
                 f"{times or 'held no lease'}"
             )
+        moves = duplicates_per_move(logs, run.disruptions)
+        print(
+            "records handled twice per moved lease, median (max) x leases: "
+            + "; ".join(
+                f"{kind} {statistics.median(v):g} ({max(v)}) x{len(v)}"
+                for kind, v in sorted(moves.items())
+            )
+        )
         crashed = {n: c for n, c in exits.items() if c not in (0, -signal.SIGKILL)}
         if crashed:
             print(f"workers that exited badly: {crashed}")
@@ -740,6 +750,47 @@ async def consumer_run(args: argparse.Namespace) -> int:
         ok = verdict.ok and not crashed and verdict.produced > 0
         print("VERDICT: OK" if ok else "VERDICT: FAILED", flush=True)
         return 0 if ok else 1
+
+
+def duplicates_per_move(
+    logs: list[WorkerRecords], disruptions: list[Disruption]
+) -> dict[str, list[int]]:
+    """For every lease that changed hands: how many records the new owner handled (until the
+    lease moved again) that the previous owner had handled too. A move is a "crash" when the
+    previous owner was killed or stopped while it held the lease, a "release" when it released
+    it (SIGTERM, shard end), and a "planned move" otherwise (stolen from a live worker)."""
+    takes: dict[str, list[tuple[float, str]]] = {}
+    for log in logs:
+        for w in log.writes:
+            if w.kind == "take":
+                takes.setdefault(w.shard, []).append((w.t, w.worker))
+    handled: dict[tuple[str, str], list[tuple[float, tuple[str, int]]]] = {}
+    released: dict[tuple[str, str], list[float]] = {}
+    for log in logs:
+        for h in log.handled:
+            handled.setdefault((h.worker, h.shard), []).append((h.t, (h.key, h.n)))
+        for left in log.left:
+            if left.why == "released":
+                released.setdefault((left.worker, left.shard), []).append(left.t)
+    hits = [(d.t, d.worker) for d in disruptions if d.kind in ("kill -9", "SIGSTOP")]
+    out: dict[str, list[int]] = {}
+    for shard, moves in takes.items():
+        moves.sort()
+        for i in range(1, len(moves)):
+            (held_at, old), (t, new) = moves[i - 1], moves[i]
+            if old == new:
+                continue
+            end = moves[i + 1][0] if i + 1 < len(moves) else float("inf")
+            before = {r for at, r in handled.get((old, shard), []) if held_at <= at < end}
+            after = {r for at, r in handled.get((new, shard), []) if t <= at < end}
+            if any(held_at <= at <= t and who == old for at, who in hits):
+                kind = "crash"
+            elif any(held_at <= at <= t for at in released.get((old, shard), [])):
+                kind = "release"
+            else:
+                kind = "planned move"
+            out.setdefault(kind, []).append(len(before & after))
+    return out
 
 
 # -- the producer under fire -------------------------------------------------------------------

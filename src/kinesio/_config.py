@@ -345,10 +345,25 @@ class ConsumerSettings:
     Leases (KCL 2.x defaults)
         A lease whose counter has not moved for ``failover_time`` (measured on this worker's
         monotonic clock) is expired and may be taken. Held leases are renewed every
-        ``renew_interval`` (default failover/3); free and expired leases are looked for every
-        ``take_interval`` (default 2 × failover). ``max_leases`` caps the leases one worker
-        holds; ``max_leases_to_steal`` caps steals per round. ``shard_sync_interval`` is how
-        often new shards are looked for.
+        ``renew_interval`` (default failover/3). The table is watched (an eventually
+        consistent scan) every ``watch_interval`` — by default ``min(1 s, failover/3)``,
+        growing with the fleet as ``workers × failover / 60`` so that its reads stay below its
+        renewal writes — and free leases are taken at once, expired ones at their deadline
+        (first sight of the counter + ``failover_time``), up to the fair share: a dead worker's
+        shards are read again about ``failover_time`` after its last renewal. Leases of live
+        workers are stolen only in the slower round every ``take_interval`` (default
+        2 × failover, a strongly consistent scan, as the KCL's taker). ``max_leases`` caps the
+        leases one worker holds; ``max_leases_to_steal`` caps steals per round.
+        ``shard_sync_interval`` is how often new shards are looked for.
+    Hand-off
+        With ``graceful_handoff`` (default on, KCL 3.x's graceful lease hand-off) a stolen
+        lease names its previous owner in ``checkpointOwner``: that worker notices at its next
+        renewal, finishes the batch in hand, checkpoints and lets go, and only then does the
+        new owner start reading, from that checkpoint — no record is processed twice. The new
+        owner waits at most ``handoff_timeout`` seconds (KCL 3 default 30), then resumes at the
+        last checkpoint written. A Java KCL 2.x worker ignores ``checkpointOwner``: in a fleet
+        that mixes them, leases stolen from 2.x workers wait the whole timeout, so turn it off
+        there.
     Fetching
         ``retrieval`` is ``Polling()`` (default) or ``FanOut(consumer_name=...)``. Each shard
         prefetches at most ``max_prefetch_records`` records and ``max_prefetch_bytes`` bytes
@@ -363,6 +378,7 @@ class ConsumerSettings:
     failover_time: float = 10.0
     renew_interval: float | None = None
     take_interval: float | None = None
+    watch_interval: float | None = None
     max_leases: int | None = None
     max_leases_to_steal: int = 1
     shard_sync_interval: float = 60.0
@@ -374,6 +390,8 @@ class ConsumerSettings:
     lease_table_name: str | None = None
     create_lease_table: bool = True
     shutdown_timeout: float = 30.0
+    graceful_handoff: bool = True
+    handoff_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         _positive("failover_time", self.failover_time)
@@ -381,6 +399,7 @@ class ConsumerSettings:
         _positive("max_prefetch_records", self.max_prefetch_records)
         _positive("max_prefetch_bytes", self.max_prefetch_bytes)
         _positive("shutdown_timeout", self.shutdown_timeout)
+        _positive("handoff_timeout", self.handoff_timeout)
         if self.max_leases_to_steal < 0:
             raise ConfigurationError("max_leases_to_steal must be >= 0")
         if self.max_leases is not None and self.max_leases < 1:
@@ -392,6 +411,8 @@ class ConsumerSettings:
             )
         if self.take_interval is not None and self.take_interval <= 0:
             raise ConfigurationError("take_interval must be > 0")
+        if self.watch_interval is not None and self.watch_interval <= 0:
+            raise ConfigurationError("watch_interval must be > 0")
         if not isinstance(self.retrieval, Polling | FanOut):
             raise ConfigurationError("retrieval must be Polling() or FanOut(consumer_name=...)")
         if not isinstance(self.initial_position, InitialPosition):
@@ -404,3 +425,8 @@ class ConsumerSettings:
     @property
     def effective_take_interval(self) -> float:
         return self.take_interval or self.failover_time * 2
+
+    @property
+    def effective_watch_interval(self) -> float:
+        """The shortest interval between watch scans (it grows with the fleet)."""
+        return self.watch_interval or min(1.0, self.failover_time / 3)

@@ -63,6 +63,19 @@ class LeaseLostEvent(DiagnosticEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LeaseHandedOff(DiagnosticEvent):
+    """This worker let go of a lease another worker stole for a graceful hand-off, after its
+    last checkpoint (``sequence_number`` / ``sub_sequence_number``, where the new owner
+    ``to`` resumes). That write clears ``checkpointOwner`` and, unlike a checkpoint, leaves
+    the lease counter to the new owner. A :class:`LeaseLostEvent` follows."""
+
+    lease_key: str
+    to: str | None
+    sequence_number: str
+    sub_sequence_number: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LeaseReleased(DiagnosticEvent):
     """This worker gave the lease up (graceful shutdown, or its shard ended)."""
 

@@ -427,9 +427,9 @@ class FlakyLeaseStore(MemoryLeaseStore):
             self.refused += 1
             raise EndpointConnectionError("connection reset", operation="Scan")
 
-    async def list_leases(self) -> list[Lease]:
+    async def list_leases(self, *, consistent: bool = True) -> list[Lease]:
         self._maybe_fail()
-        return await super().list_leases()
+        return await super().list_leases(consistent=consistent)
 
     async def checkpoint(self, *args: Any, **kw: Any) -> Lease | None:
         self._maybe_fail()

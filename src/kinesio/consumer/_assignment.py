@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from kinesio._models import SHARD_END, Lease
 
-__all__ = ["Plan", "fair_target", "is_finished", "plan"]
+__all__ = ["Plan", "fair_target", "is_finished", "plan", "watch_interval"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,3 +151,22 @@ def plan(
         lease.lease_key for lease in active if live(lease) and lease.lease_owner == victim
     ]
     return Plan(steal=rng.sample(victim_leases, count), target=target, steal_from=victim)
+
+
+def watch_interval(workers: int, failover_time: float, floor: float) -> float:
+    """Seconds between two watch scans of the lease table by one of ``workers`` workers.
+
+    ``floor`` (default ``min(1 s, failover_time / 3)``) while the fleet is small, then growing
+    with the fleet so that the fleet's watch reads stay a fraction of its renewal writes
+    whatever its size: every lease is renewed ``3 / failover_time`` times a second, one write
+    unit each (items stay under 1 KB), i.e. five read units on demand; an eventually consistent
+    scan reads at most 1/8 read unit per such item. With ``workers * failover_time / 60``
+    seconds between scans, the fleet scans ``60 / failover_time`` times a second, which reads
+    at most half of what the renewals write (times five), and about a fifth with the KCL's
+    usual 350-450 byte items. A larger fleet also sees a dead worker's last renewal sooner
+    than one worker would: its first scan after the renewal comes after a fraction
+    ``1 / workers`` of the interval on average.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    return max(floor, workers * failover_time / 60.0)

@@ -157,7 +157,7 @@ class Checkpointer:
         else:
             position = record
         if position is None or position == self._written:
-            if not self._handle.active:
+            if not self._handle.writable:
                 raise LeaseLost(f"lease {self.shard_id} is no longer held")
             return
         self._check(position)

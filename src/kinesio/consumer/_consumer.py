@@ -151,6 +151,10 @@ class ShardStream:
             if fetcher is not None:
                 await fetcher.aclose()
             if not self._driven:
+                try:
+                    await handle.finish_handoff()
+                except KinesioError as exc:
+                    logger.warning("hand-off of %s: %s", self.shard_id, exc)
                 self.done.set()
 
     async def _next(self, fetcher: ShardFetcher) -> FetchedBatch | None:
@@ -168,13 +172,16 @@ class ShardStream:
         return None
 
     async def _interrupted(self) -> None:
-        lost = asyncio.ensure_future(self._handle.lost.wait())
-        stop = asyncio.ensure_future(self._consumer._stopping.wait())
+        waits = [
+            asyncio.ensure_future(self._handle.lost.wait()),
+            asyncio.ensure_future(self._handle.handoff.wait()),
+            asyncio.ensure_future(self._consumer._stopping.wait()),
+        ]
         try:
-            await asyncio.wait({lost, stop}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            lost.cancel()
-            stop.cancel()
+            for wait in waits:
+                wait.cancel()
 
 
 #: The checkpointer a processor is given: :class:`Checkpointer` (asyncio API) or
@@ -254,7 +261,13 @@ async def _then_done(work: Coroutine[Any, Any, None], stream: ShardStream) -> No
     try:
         await work
     finally:
-        stream.done.set()
+        try:
+            # a lease being handed off is let go only after the final checkpoint above
+            await stream._handle.finish_handoff()
+        except KinesioError as exc:
+            logger.warning("hand-off of %s: %s", stream.shard_id, exc)
+        finally:
+            stream.done.set()
 
 
 async def _in_thread(method: Callable[[Any], object], arg: object) -> None:

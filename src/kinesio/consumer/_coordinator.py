@@ -1,42 +1,67 @@
-"""The lease loop: take, renew, steal and release leases in the lease table (KCL 2.x semantics).
+"""The lease loop: take, renew, watch, steal and release leases in the lease table.
 
 All coordination between workers goes through the lease table: there is no other channel.
 A lease's expiry is judged by its counter not moving for ``failover_time`` on this worker's own
 monotonic clock — wall clocks of different hosts are never compared.
+
+The table, the item layout and the expiry rule are the KCL 2.x ones; only the timing differs.
+The KCL reads the table every ``2 × failover_time`` and takes a lease at the first read that
+finds its counter unchanged for ``failover_time``, so a dead worker's shards wait 17-40 s
+with the defaults. Here a cheap watch (an eventually consistent scan every
+``settings.effective_watch_interval``, growing with the fleet) notes when each counter was
+first seen, takes free leases at once, and wakes at each lease's own deadline (first sight +
+``failover_time``) to take it with a write conditional on the counter it saw: the write
+succeeding is itself the proof that the counter did not move for ``failover_time``. An
+eventually consistent read may be stale, which is safe in this direction: a stale counter is a
+change (it restarts the count) and a take on it fails its condition. For the same reason a
+watch scan never marks one of this worker's own leases lost; only the strongly consistent
+round every ``take_interval``, which also steals from live workers (the KCL's rules), does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 from kinesio._config import ConsumerSettings
-from kinesio._errors import KinesioError, LeaseLost
+from kinesio._errors import KinesioError
 from kinesio._kinesis import KinesisAPI
 from kinesio._models import (
-    SHARD_END,
-    ChildShard,
     ExtendedSequenceNumber,
     Lease,
     Shard,
 )
 from kinesio.consumer import _assignment, _shards
 from kinesio.consumer._lease_handle import LeaseHandle as LeaseHandle
+from kinesio.consumer._shard_steps import ShardSteps
 from kinesio.events import (
     Emitter,
     LeaseAcquired,
-    ShardEnded,
 )
-from kinesio.leases.base import LeaseStore
+from kinesio.leases.base import HandoffLeaseStore, LeaseStore, checkpoint_owner
 
 logger = logging.getLogger("kinesio.leases")
 
-T = TypeVar("T")
+#: Plans per round after lost races (each without another read of the table).
+_REPLANS = 3
+#: Seconds between reads of a stolen lease while its previous owner finishes its batch.
+_HANDOFF_POLL = 0.2
+#: Seconds past a lease's deadline to wake at, so the expiry check cannot run a hair early.
+_DEADLINE_SLACK = 0.01
+
+
+def _reads_eventually(store: LeaseStore) -> bool:
+    """Whether the store's ``list_leases`` takes ``consistent`` (stores written before it was
+    added only read strongly consistently, which is correct, only dearer)."""
+    try:
+        return "consistent" in inspect.signature(store.list_leases).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +71,7 @@ class _Seen:
     since: float
 
 
-class LeaseCoordinator:
+class LeaseCoordinator(ShardSteps):
     """Keeps this worker's fair share of leases. Newly acquired leases appear on ``acquired``."""
 
     def __init__(
@@ -60,6 +85,7 @@ class LeaseCoordinator:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         events: Emitter | None = None,
+        watch: bool = True,
     ) -> None:
         self.events = events or Emitter(None)
         self.store = store
@@ -77,6 +103,10 @@ class LeaseCoordinator:
         self._take_now = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._taking = True
+        # False: the KCL 2.x timing alone (one strongly consistent round per take interval)
+        self._watch = watch
+        self._eventual_reads = _reads_eventually(store)
+        self._handoffs: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -102,9 +132,10 @@ class LeaseCoordinator:
         self._taking = False
         await asyncio.gather(*(h.release() for h in list(self.held.values())))
         self.held.clear()
-        for task in self._tasks:
+        tasks = self._tasks + list(self._handoffs)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks = []
 
     def _renew_interval(self) -> float:
@@ -119,17 +150,54 @@ class LeaseCoordinator:
                 logger.warning("%s failed, will retry: %s", getattr(step, "__name__", step), exc)
 
     async def _take_loop(self) -> None:
+        s = self.settings
+        next_full = self._clock()
+        next_watch = next_full
         while self._taking:
+            now = self._clock()
             try:
-                await self.take_round()
+                if self._take_now.is_set() or now >= next_full:
+                    self._take_now.clear()
+                    next_full = now + s.effective_take_interval
+                    next_watch = now + self._watch_every()
+                    await self.take_round()
+                elif self._watch and now >= next_watch:
+                    next_watch = now + self._watch_every()
+                    await self.watch_round()
+                elif self._watch:
+                    await self._take_from_table(steal=False)  # a lease's deadline is due
             except KinesioError as exc:
                 logger.warning("taking leases failed, will retry: %s", exc)
-            self._take_now.clear()
+            wake = next_full
+            if self._watch:
+                wake = min(wake, next_watch, self._next_deadline())
             try:
-                async with asyncio.timeout(self.settings.effective_take_interval):
+                async with asyncio.timeout(max(0.0, wake - self._clock())):
                     await self._take_now.wait()
             except TimeoutError:
                 pass
+
+    def _watch_every(self) -> float:
+        owners = {lease.lease_owner for lease in self.table.values() if lease.lease_owner}
+        return _assignment.watch_interval(
+            len(owners | {self.worker_id}),
+            self.settings.failover_time,
+            self.settings.effective_watch_interval,
+        )
+
+    def _next_deadline(self) -> float:
+        """When the next lease of another worker expires on this clock, unless it moves first
+        (a little later: the loop's timer may fire a hair early)."""
+        now = self._clock()
+        failover = self.settings.failover_time
+        deadlines = [
+            seen.since + failover + _DEADLINE_SLACK
+            for key, seen in self._seen.items()
+            if seen.owner is not None
+            and key not in self.held
+            and seen.since + failover + _DEADLINE_SLACK > now
+        ]
+        return min(deadlines, default=float("inf"))
 
     def take_soon(self) -> None:
         """Run a take round now (a shard ended; its children may be free)."""
@@ -144,12 +212,16 @@ class LeaseCoordinator:
             if not h.active:
                 self.held.pop(h.key, None)
 
-    async def refresh_table(self) -> list[Lease]:
-        leases = await self.store.list_leases()
+    async def refresh_table(self, *, consistent: bool = True) -> list[Lease]:
+        if consistent or not self._eventual_reads:
+            leases = await self.store.list_leases()
+        else:
+            leases = await self.store.list_leases(consistent=False)
         now = self._clock()
         seen: dict[str, _Seen] = {}
         for lease in leases:
             prev = self._seen.get(lease.lease_key)
+            # any difference restarts the count, a counter going backwards (a stale read) too
             if prev is None or (prev.owner, prev.counter) != (
                 lease.lease_owner,
                 lease.lease_counter,
@@ -169,63 +241,144 @@ class LeaseCoordinator:
             if key in self.held:
                 continue
             s = self._seen[key]
-            if lease.lease_owner is None or now - s.since > self.settings.failover_time:
+            if lease.lease_owner is None or now - s.since >= self.settings.failover_time:
                 out.add(key)
         return out
 
     async def take_round(self) -> None:
+        """A strongly consistent read: drop leases another worker holds now, take free and
+        expired leases, or steal (the KCL's taker round)."""
         if not self._taking:
             return
-        leases = await self.refresh_table()
+        await self.refresh_table()
         for key, handle in list(self.held.items()):
             stored = self.table.get(key)
             if stored is None or stored.lease_owner != self.worker_id:
-                handle.mark_lost("the lease table shows another owner")
+                if stored is not None and checkpoint_owner(stored) == self.worker_id:
+                    handle.begin_handoff(stored)
+                else:
+                    handle.mark_lost("the lease table shows another owner")
                 self.held.pop(key, None)
-        mine = [
-            lease
-            for lease in leases
-            if lease.lease_key in self.held or lease.lease_owner != self.worker_id
+        await self._take_from_table(steal=True)
+
+    async def watch_round(self) -> None:
+        """An eventually consistent read, then take free and expired leases (never steal)."""
+        if not self._taking:
+            return
+        await self.refresh_table(consistent=False)
+        await self._take_from_table(steal=False)
+
+    def _plan(self, *, steal: bool, skip: set[str]) -> _assignment.Plan:
+        # The handles know this worker's own leases better than a (possibly stale) scan.
+        leases = [
+            self.held[key].lease if key in self.held else lease
+            for key, lease in self.table.items()
+            if key not in skip and (key in self.held or lease.lease_owner != self.worker_id)
         ]
-        plan = _assignment.plan(
-            mine,
-            self.expired(),
+        return _assignment.plan(
+            leases,
+            self.expired() - skip,
             self.worker_id,
             max_leases=self.settings.max_leases,
-            max_leases_to_steal=self.settings.max_leases_to_steal,
+            max_leases_to_steal=self.settings.max_leases_to_steal if steal else 0,
             rng=self._rng,
         )
-        for key in plan.take + plan.steal:
-            if not self._taking:
+
+    async def _take_from_table(self, *, steal: bool) -> None:
+        """Apply a plan made from the table as last read. A take that loses its race (the
+        counter moved) is planned again at once among the other candidates, a few times,
+        instead of waiting for the next read."""
+        skip: set[str] = set()
+        for _ in range(_REPLANS):
+            plan = self._plan(steal=steal, skip=skip)
+            lost = False
+            for key in plan.take + plan.steal:
+                if not self._taking:
+                    return
+                if not await self._take_one(key, stolen=key in plan.steal, target=plan.target):
+                    skip.add(key)
+                    lost = True
+            if not lost or plan.steal:
                 return
-            lease = self.table[key]
-            started = self._clock()
+
+    async def _take_one(self, key: str, *, stolen: bool, target: int) -> bool:
+        lease = self.table[key]
+        started = self._clock()
+        handoff = (
+            stolen and self.settings.graceful_handoff and isinstance(self.store, HandoffLeaseStore)
+        )
+        if handoff:
+            assert isinstance(self.store, HandoffLeaseStore)
+            taken = await self.store.take_for_handoff(lease, self.worker_id)
+        else:
             taken = await self.store.take(lease, self.worker_id)
-            if taken is None:
-                continue  # another worker was quicker
-            verb = "stole" if key in plan.steal else "took"
-            logger.info(
-                "%s lease %s (from %s; target %d)", verb, key, lease.lease_owner, plan.target
+        if taken is None:
+            return False  # another worker was quicker, or the owner renewed after all
+        verb = "stole" if stolen else "took"
+        logger.info("%s lease %s (from %s; target %d)", verb, key, lease.lease_owner, target)
+        self.events.emit(
+            LeaseAcquired(
+                lease_key=key,
+                previous_owner=lease.lease_owner,
+                stolen=stolen,
+                lease_counter=taken.lease_counter,
             )
-            self.events.emit(
-                LeaseAcquired(
-                    lease_key=key,
-                    previous_owner=lease.lease_owner,
-                    stolen=key in plan.steal,
-                    lease_counter=taken.lease_counter,
+        )
+        handle = LeaseHandle(
+            taken,
+            self.store,
+            self.worker_id,
+            self._clock,
+            self.events,
+            failover_time=self.settings.failover_time,
+            written_at=started,
+        )
+        self.held[key] = handle
+        self.table[key] = taken
+        if handoff:
+            task = asyncio.create_task(self._after_handoff(handle), name=f"handoff-{key}")
+            self._handoffs.add(task)
+            task.add_done_callback(self._handoffs.discard)
+        else:
+            await self.acquired.put(handle)
+        return True
+
+    async def _after_handoff(self, handle: LeaseHandle) -> None:
+        """Hand a stolen lease to the consumer once its previous owner has written its last
+        checkpoint (``checkpointOwner`` gone), or after ``handoff_timeout`` (then the previous
+        owner's late checkpoint is refused, and reading resumes at the last one written)."""
+        deadline = self._clock() + self.settings.handoff_timeout
+        while handle.active:
+            try:
+                stored = await self.store.get_lease(handle.key)
+            except KinesioError as exc:
+                logger.warning("reading lease %s during its hand-off failed: %s", handle.key, exc)
+                stored = handle.lease
+            if stored is None or stored.lease_owner != self.worker_id:
+                handle.mark_lost("another worker holds it now (during the hand-off)")
+                return
+            if checkpoint_owner(stored) is None:
+                handle.adopt_handoff(stored)
+                break
+            if self._clock() >= deadline:
+                logger.warning(
+                    "lease %s: %s did not hand off within %.0f s; resuming at the last checkpoint",
+                    handle.key,
+                    checkpoint_owner(stored),
+                    self.settings.handoff_timeout,
                 )
-            )
-            handle = LeaseHandle(
-                taken,
-                self.store,
-                self.worker_id,
-                self._clock,
-                self.events,
-                failover_time=self.settings.failover_time,
-                written_at=started,
-            )
-            self.held[key] = handle
-            self.table[key] = taken
+                try:
+                    await handle.end_handoff()
+                    break
+                except KinesioError as exc:
+                    logger.warning("ending the hand-off of %s failed: %s", handle.key, exc)
+            try:
+                async with asyncio.timeout(_HANDOFF_POLL):
+                    await handle.lost.wait()
+            except TimeoutError:
+                pass
+        if handle.active:
+            logger.info("lease %s handed off at %s", handle.key, handle.lease.checkpoint)
             await self.acquired.put(handle)
 
     async def sync_shards(self) -> None:
@@ -245,116 +398,3 @@ class LeaseCoordinator:
                 logger.info("deleted finished parent lease %s", key)
         if created:
             self.take_soon()
-
-    # -- shards ----------------------------------------------------------------------------
-
-    async def shard(self, shard_id: str, lease: Lease) -> Shard:
-        """The shard behind a lease (from ListShards, else the hash range stored in the lease).
-
-        A shard ListShards no longer lists (retention removed it after it closed) gets the
-        lease's hash range, or the whole key space when the lease has none: its fetcher then
-        finds it gone and ends it (see ``kinesio.consumer._fetcher``), so its lease is
-        finished instead of blocking its children.
-        """
-        known = self.shards.get(shard_id)
-        if known is None:
-            self.shards = {s.shard_id: s for s in await self.kinesis.list_shards(self.stream_name)}
-            known = self.shards.get(shard_id)
-        if known is not None:
-            return known
-        start = lease.starting_hash_key if lease.starting_hash_key is not None else 0
-        end = lease.ending_hash_key if lease.ending_hash_key is not None else 2**128 - 1
-        return Shard(shard_id, start, end)
-
-    async def wait_until_ready(self, handle: LeaseHandle, poll: float = 1.0) -> bool:
-        """Wait until every parent lease still present has checkpoint SHARD_END.
-
-        Returns False if the lease was lost meanwhile.
-        """
-        while handle.active:
-            parents = {}
-            for parent in handle.lease.parent_shard_ids:
-                lease = await self.store.get_lease(parent)
-                if lease is not None:
-                    parents[parent] = lease
-            if _shards.is_ready(handle.lease, parents):
-                return True
-            try:
-                async with asyncio.timeout(poll):
-                    await handle.lost.wait()
-            except TimeoutError:
-                pass
-        return False
-
-    async def while_held(
-        self, handle: LeaseHandle, what: str, step: Callable[[], Awaitable[T]]
-    ) -> T:
-        """Run ``step`` until it succeeds, retrying retriable AWS errors (throttling, 5xx,
-        dropped connections) with backoff for as long as ``handle`` is held.
-
-        A shard's own steps (waiting for its parents, starting to read it, finishing it) must
-        not give the shard up over a transient error: the lease would stay held by a worker
-        that no longer reads it. Raises :class:`LeaseLost` once the lease is lost, and any
-        error that is not retriable.
-        """
-        delay = 0.1
-        while True:
-            if not handle.active:
-                raise LeaseLost(f"lease {handle.key} is no longer held: {handle.lost_reason}")
-            try:
-                return await step()
-            except LeaseLost:
-                raise
-            except KinesioError as exc:
-                if not exc.retriable:
-                    raise
-                logger.warning("%s of shard %s failed, will retry: %s", what, handle.key, exc)
-            try:
-                async with asyncio.timeout(delay * random.uniform(0.5, 1.0)):
-                    await handle.lost.wait()
-            except TimeoutError:
-                pass
-            delay = min(delay * 2, max(0.1, self.settings.effective_renew_interval))
-
-    async def finish_shard(self, handle: LeaseHandle, children: list[ChildShard]) -> None:
-        """At shard end: create the children's leases, checkpoint SHARD_END, release the lease.
-
-        Waits (keeping the lease) while a merge child's other parent has no lease yet, as the
-        KCL does. Retriable AWS errors are retried while the lease is held (every step can be
-        repeated). Raises :class:`LeaseLost` if the lease is lost meanwhile.
-        """
-        await self.while_held(handle, "finishing", lambda: self._finish_shard(handle, children))
-
-    async def _finish_shard(self, handle: LeaseHandle, children: list[ChildShard]) -> None:
-        listed: set[str] | None = None
-        if not children:
-            shards = await self.kinesis.list_shards(self.stream_name)
-            self.shards = {s.shard_id: s for s in shards}
-            listed = set(self.shards)
-            children = [
-                ChildShard(c.shard_id, c.parent_shard_ids, c.starting_hash_key, c.ending_hash_key)
-                for c in _shards.children_from_list_shards(handle.key, shards)
-            ]
-        while True:
-            if not handle.active:
-                raise LeaseLost(f"lease {handle.key} lost at shard end: {handle.lost_reason}")
-            keys = {lease.lease_key for lease in await self.store.list_leases()}
-            if listed is None:
-                listed = {s.shard_id for s in await self.kinesis.list_shards(self.stream_name)}
-            missing = _shards.unleased_parents(children, keys, listed=listed)
-            if not missing:
-                break
-            logger.info("shard %s ended; waiting for parent leases %s", handle.key, missing)
-            await asyncio.sleep(min(2.0, self.settings.effective_take_interval))
-        for lease in _shards.child_leases(children):
-            if await self.store.create_lease(lease) is not None:
-                logger.info("created child lease %s of %s", lease.lease_key, handle.key)
-        await handle.checkpoint(
-            ExtendedSequenceNumber(SHARD_END), child_shard_ids=[c.shard_id for c in children]
-        )
-        await handle.release()
-        self.held.pop(handle.key, None)
-        self.events.emit(
-            ShardEnded(shard_id=handle.key, children=tuple(c.shard_id for c in children))
-        )
-        self.take_soon()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Collection
 
@@ -12,11 +13,12 @@ from kinesio._models import ExtendedSequenceNumber, Lease
 from kinesio.events import (
     CheckpointWritten,
     Emitter,
+    LeaseHandedOff,
     LeaseLostEvent,
     LeaseReleased,
     LeaseRenewed,
 )
-from kinesio.leases.base import LeaseStore
+from kinesio.leases.base import HandoffLeaseStore, LeaseStore, checkpoint_owner
 
 logger = logging.getLogger("kinesio.leases")
 
@@ -30,6 +32,12 @@ class LeaseHandle:
     successful write, since other workers start counting no later than it landed — the lease is
     marked lost, even while a renewal call is still hanging. By then another worker may have
     taken it. A lost handle stays lost; the shard comes back only through a new take.
+
+    Graceful hand-off (KCL 3.x, ``checkpointOwner``): when a live worker steals the lease and
+    names this worker as the one that must still checkpoint, the handle is *handing off*: no
+    longer ``active`` (reading stops after the batch in hand), but still ``writable`` for one
+    last checkpoint, written by :meth:`checkpoint` or :meth:`finish_handoff`; after it the
+    lease is lost here and the new owner resumes exactly there.
     """
 
     def __init__(
@@ -56,18 +64,116 @@ class LeaseHandle:
         self.lost_reason = ""
         self._failover_time = failover_time
         self._timer: asyncio.TimerHandle | None = None
+        #: Set when another worker took the lease for a graceful hand-off (see the class doc).
+        self.handoff = asyncio.Event()
+        self.handoff_to: str | None = None
         self._arm()
 
     @property
     def active(self) -> bool:
         """True while held: not lost, not released, and not expired on this worker's clock
         (an expired lease is marked lost here, so the check cannot lag behind a late timer)."""
-        if self.lost.is_set() or self.released:
+        if self.lost.is_set() or self.released or self.handoff.is_set():
             return False
         if self._failover_time is not None and self.expires_in() <= 0:
             self._expire()
             return False
         return True
+
+    @property
+    def writable(self) -> bool:
+        """True while a checkpoint may still be written: held, or handing off."""
+        return self.active or (self.handoff.is_set() and not self.lost.is_set())
+
+    def begin_handoff(self, stored: Lease) -> None:
+        """Another worker took the lease and waits for this worker's last checkpoint
+        (``stored`` names this worker as ``checkpointOwner``)."""
+        if self.lost.is_set() or self.released or self.handoff.is_set():
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.lease = stored
+        self.handoff_to = stored.lease_owner
+        logger.info("lease %s: handing off to %s after this batch", self.key, stored.lease_owner)
+        self.handoff.set()
+
+    async def finish_handoff(self) -> None:
+        """Let go of a lease being handed off, keeping the checkpoint written so far (the new
+        owner resumes there). Does nothing unless a hand-off is in progress."""
+        if not self.handoff.is_set() or self.lost.is_set():
+            return
+        async with self._lock:
+            await self._write_handoff(None)
+
+    async def _write_handoff(self, position: ExtendedSequenceNumber | None) -> None:
+        store = self._store
+        assert isinstance(store, HandoffLeaseStore)
+        try:
+            written = await store.handoff_checkpoint(self.lease, self._owner, position)
+        except KinesioError as exc:
+            # the new owner stops waiting after its timeout and resumes at the last checkpoint
+            self.mark_lost(f"hand-off to {self.handoff_to} failed ({exc})")
+            raise
+        if written is None:
+            self.mark_lost(f"{self.handoff_to} stopped waiting for the hand-off")
+            raise LeaseLost(f"lease {self.key} was taken over before the hand-off checkpoint")
+        self.lease = written
+        self._events.emit(
+            LeaseHandedOff(
+                lease_key=self.key,
+                to=self.handoff_to,
+                sequence_number=written.checkpoint.sequence_number,
+                sub_sequence_number=written.checkpoint.sub_sequence_number,
+            )
+        )
+        self.mark_lost(f"handed off to {self.handoff_to}")
+
+    async def _refused(self, what: str) -> None:
+        """A conditional write was refused: a hand-off if the new owner says so, else lost."""
+        if isinstance(self._store, HandoffLeaseStore):
+            try:
+                stored = await self._store.get_lease(self.key)
+            except KinesioError:
+                stored = None
+            if (
+                stored is not None
+                and stored.lease_owner != self._owner
+                and checkpoint_owner(stored) == self._owner
+            ):
+                self.begin_handoff(stored)
+                return
+        self.mark_lost(f"another worker holds it now ({what} refused)")
+
+    def adopt_handoff(self, stored: Lease) -> None:
+        """New owner: the previous owner wrote its last checkpoint; resume from it."""
+        self.lease = dataclasses.replace(
+            self.lease,
+            checkpoint=stored.checkpoint,
+            pending_checkpoint=stored.pending_checkpoint,
+            owner_switches_since_checkpoint=stored.owner_switches_since_checkpoint,
+            extra=stored.extra,
+        )
+
+    async def end_handoff(self) -> None:
+        """New owner: stop waiting for the previous owner (its late checkpoint is refused)."""
+        store = self._store
+        assert isinstance(store, HandoffLeaseStore)
+        if not await self._acquire():
+            return
+        try:
+            if not self.active:
+                return
+            started = self._clock()
+            written = await store.end_handoff(self.lease, self._owner)
+            if written is None:
+                self.mark_lost("another worker holds it now (hand-off refused)")
+                return
+            self.lease = written
+            if not self.lost.is_set():
+                self.last_renewed = started
+        finally:
+            self._lock.release()
 
     def expires_in(self) -> float:
         """Seconds until the lease expires on this worker's clock (infinite without a
@@ -153,7 +259,7 @@ class LeaseHandle:
                     logger.warning("renewing lease %s failed, will retry: %s", self.key, exc)
                 return
             if renewed is None:
-                self.mark_lost("another worker holds it now (renewal refused)")
+                await self._refused("renewal")
                 return
             self.lease = renewed
             if self.lost.is_set():
@@ -181,6 +287,9 @@ class LeaseHandle:
         if not await self._acquire():
             raise LeaseLost(f"lease {self.key} is no longer held: {self.lost_reason}")
         try:
+            if self.handoff.is_set() and not self.lost.is_set() and not child_shard_ids:
+                await self._write_handoff(position)
+                return
             if not self.active:
                 raise LeaseLost(f"lease {self.key} is no longer held: {self.lost_reason}")
             started = self._clock()
@@ -188,7 +297,10 @@ class LeaseHandle:
                 self.lease, self._owner, position, child_shard_ids=child_shard_ids, pending=pending
             )
             if written is None:
-                self.mark_lost("another worker holds it now (checkpoint refused)")
+                await self._refused("checkpoint")
+                if self.handoff.is_set() and not self.lost.is_set() and not child_shard_ids:
+                    await self._write_handoff(position)  # stolen for a hand-off meanwhile
+                    return
                 raise LeaseLost(f"lease {self.key} was taken by another worker; not checkpointed")
             self.lease = written
             if not self.lost.is_set():

@@ -30,6 +30,10 @@ LEASE_ENTITY_TYPE = "LEASE"
 #: as the KCL does: it is the application state of the two-phase checkpoint being replaced.
 PENDING_CHECKPOINT_STATE = "pendingCheckpointState"
 
+#: KCL 3.x graceful hand-off: the previous owner that must still checkpoint before the new
+#: owner (``leaseOwner``) reads the shard. Kept in ``Lease.extra``; KCL 2.x ignores it.
+CHECKPOINT_OWNER = "checkpointOwner"
+
 _SENTINELS = frozenset({"TRIM_HORIZON", "LATEST", "AT_TIMESTAMP", "SHARD_END"})
 
 
@@ -55,8 +59,14 @@ class LeaseStore(Protocol):
         """
         ...
 
-    async def list_leases(self) -> list[Lease]:
-        """Every lease (a full, strongly consistent read). Items that are not leases are skipped."""
+    async def list_leases(self, *, consistent: bool = True) -> list[Lease]:
+        """Every lease. Items that are not leases are skipped.
+
+        ``consistent=True`` is a strongly consistent read. ``consistent=False`` may return
+        leases up to a few seconds old (DynamoDB: an eventually consistent Scan, at half the
+        read units); the consumer uses it only to watch for expiry, where every decision is
+        confirmed by a conditional write. A store that cannot read more cheaply may ignore it.
+        """
         ...
 
     async def get_lease(self, lease_key: str) -> Lease | None:
@@ -132,6 +142,52 @@ class LeaseStore(Protocol):
     async def aclose(self) -> None:
         """Release the store's connections. Idempotent."""
         ...
+
+
+@runtime_checkable
+class HandoffLeaseStore(LeaseStore, Protocol):
+    """A lease store that can hand a lease over between two live workers (KCL 3.x's graceful
+    lease hand-off, through the ``checkpointOwner`` attribute).
+
+    The thief takes the lease with :meth:`take_for_handoff`; the previous owner, seeing its
+    own id in ``checkpointOwner``, finishes its batch and writes its last checkpoint with
+    :meth:`handoff_checkpoint`, which removes ``checkpointOwner``; the new owner starts reading
+    once it is gone, or removes it itself with :meth:`end_handoff` after a timeout. Java KCL
+    2.x workers ignore the attribute: for them this is an ordinary steal.
+    """
+
+    async def take_for_handoff(self, lease: Lease, owner: str) -> Lease | None:
+        """Steal ``lease`` for ``owner`` as :meth:`LeaseStore.take` does, and set
+        ``checkpointOwner`` to the owner it had (``lease.lease_owner``). None if the stored
+        counter is no longer ``lease.lease_counter``."""
+        ...
+
+    async def handoff_checkpoint(
+        self, lease: Lease, owner: str, checkpoint: ExtendedSequenceNumber | None
+    ) -> Lease | None:
+        """The previous owner's last write: set ``checkpoint`` (None: keep the stored one) and
+        remove ``checkpointOwner``, without bumping the counter (the new owner's renewals stay
+        valid).
+
+        Succeeds only if the stored ``checkpointOwner`` is ``owner`` and the stored owner is
+        still ``lease.lease_owner`` (the new owner, as ``owner`` read it): once the new owner
+        has given up waiting, or a third worker took the lease, nothing is written. Raises
+        :class:`kinesio.ValidationError` (nothing written) for an invalid position.
+        """
+        ...
+
+    async def end_handoff(self, lease: Lease, owner: str) -> Lease | None:
+        """The new owner stops waiting: remove ``checkpointOwner`` and bump the counter, if the
+        stored counter is ``lease.lease_counter`` and the stored owner is ``owner``."""
+        ...
+
+
+def checkpoint_owner(lease: Lease) -> str | None:
+    """The ``checkpointOwner`` of a lease (KCL 3.x hand-off in progress), or None."""
+    value = lease.extra.get(CHECKPOINT_OWNER)
+    if isinstance(value, Mapping) and isinstance(value.get("S"), str):
+        return str(value["S"])
+    return None
 
 
 def is_lease_item(attributes: Mapping[str, Any]) -> bool:

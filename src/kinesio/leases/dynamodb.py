@@ -53,6 +53,7 @@ from kinesio._errors import (
 )
 from kinesio._models import ExtendedSequenceNumber, Lease
 from kinesio.leases.base import (
+    CHECKPOINT_OWNER,
     PENDING_CHECKPOINT_STATE,
     check_new_lease,
     check_position,
@@ -411,14 +412,16 @@ class DynamoDBLeaseStore:
 
     # -- reads ---------------------------------------------------------------------------
 
-    async def list_leases(self) -> list[Lease]:
-        """Every lease: a strongly consistent, paginated Scan. Non-lease items are skipped.
+    async def list_leases(self, *, consistent: bool = True) -> list[Lease]:
+        """Every lease: a paginated Scan, strongly consistent unless ``consistent=False``
+        (eventually consistent: half the read units, possibly a few seconds stale). Non-lease
+        items are skipped.
 
         Raises :class:`MalformedLeaseError` if a lease item cannot be read.
         """
         client = await self._client()
         leases: list[Lease] = []
-        args: dict[str, Any] = {"TableName": self.table_name, "ConsistentRead": True}
+        args: dict[str, Any] = {"TableName": self.table_name, "ConsistentRead": consistent}
         if self._scan_page_size is not None:
             args["Limit"] = self._scan_page_size
         while True:
@@ -548,6 +551,71 @@ class DynamoDBLeaseStore:
             "#o = :owner",
             {"#c": LEASE_COUNTER, "#o": LEASE_OWNER},
             {":owner": {"S": owner}, ":one": _n(1)},
+        )
+
+    async def take_for_handoff(self, lease: Lease, owner: str) -> Lease | None:
+        """A steal (see :meth:`take`) that also sets ``checkpointOwner`` to the previous owner."""
+        previous = lease.lease_owner
+        if previous is None or previous == owner:
+            return await self.take(lease, owner)
+        names = {"#c": LEASE_COUNTER, "#o": LEASE_OWNER, "#sw": OWNER_SWITCHES}
+        names["#cpo"] = CHECKPOINT_OWNER
+        values: dict[str, Any] = {
+            ":seen": _n(lease.lease_counter),
+            ":next": _n(lease.lease_counter + 1),
+            ":owner": {"S": owner},
+            ":previous": {"S": previous},
+            ":one": _n(1),
+        }
+        update = "SET #o = :owner, #c = :next, #cpo = :previous ADD #sw :one"
+        return await self._update(lease.lease_key, update, "#c = :seen", names, values)
+
+    async def handoff_checkpoint(
+        self, lease: Lease, owner: str, checkpoint: ExtendedSequenceNumber | None
+    ) -> Lease | None:
+        """The previous owner's last checkpoint; removes ``checkpointOwner``, counter unchanged."""
+        names = {"#o": LEASE_OWNER, "#cpo": CHECKPOINT_OWNER}
+        values: dict[str, Any] = {":me": {"S": owner}}
+        if lease.lease_owner is None:
+            condition = "#cpo = :me AND attribute_not_exists(#o)"
+        else:
+            condition = "#cpo = :me AND #o = :new"
+            values[":new"] = {"S": lease.lease_owner}
+        update = "REMOVE #cpo"
+        if checkpoint is not None:
+            check_position(checkpoint, what="checkpoint")
+            names.update(
+                {
+                    "#cp": CHECKPOINT,
+                    "#cpsub": CHECKPOINT_SUB,
+                    "#sw": OWNER_SWITCHES,
+                    "#pcp": PENDING_CHECKPOINT,
+                    "#pcpsub": PENDING_CHECKPOINT_SUB,
+                    "#pcs": PENDING_CHECKPOINT_STATE,
+                }
+            )
+            values.update(
+                {
+                    ":cp": {"S": checkpoint.sequence_number},
+                    ":cpsub": _n(checkpoint.sub_sequence_number),
+                    ":zero": _n(0),
+                }
+            )
+            update = "SET #cp = :cp, #cpsub = :cpsub, #sw = :zero REMOVE #cpo, #pcp, #pcpsub, #pcs"
+        return await self._update(lease.lease_key, update, condition, names, values)
+
+    async def end_handoff(self, lease: Lease, owner: str) -> Lease | None:
+        """The new owner stops waiting: remove ``checkpointOwner``, bump the counter."""
+        return await self._update(
+            lease.lease_key,
+            "SET #c = :next REMOVE #cpo",
+            "#c = :seen AND #o = :owner",
+            {"#c": LEASE_COUNTER, "#o": LEASE_OWNER, "#cpo": CHECKPOINT_OWNER},
+            {
+                ":seen": _n(lease.lease_counter),
+                ":next": _n(lease.lease_counter + 1),
+                ":owner": {"S": owner},
+            },
         )
 
     async def delete_lease(self, lease: Lease) -> bool:

@@ -9,9 +9,11 @@ from collections.abc import Collection
 
 from kinesio._models import ExtendedSequenceNumber, Lease
 from kinesio.leases.base import (
+    CHECKPOINT_OWNER,
     PENDING_CHECKPOINT_STATE,
     check_new_lease,
     check_position,
+    checkpoint_owner,
     is_lease_item,
 )
 
@@ -39,7 +41,7 @@ class MemoryLeaseStore:
     async def create_table_if_missing(self) -> None:
         await asyncio.sleep(0)
 
-    async def list_leases(self) -> list[Lease]:
+    async def list_leases(self, *, consistent: bool = True) -> list[Lease]:
         await asyncio.sleep(0)
         return [_copy(lease) for lease in self._items.values() if is_lease_item(lease.extra)]
 
@@ -128,6 +130,55 @@ class MemoryLeaseStore:
             return None
         return self._store(
             dataclasses.replace(stored, lease_owner=None, lease_counter=stored.lease_counter + 1)
+        )
+
+    async def take_for_handoff(self, lease: Lease, owner: str) -> Lease | None:
+        previous = lease.lease_owner
+        taken = await self.take(lease, owner)
+        if taken is None or previous is None or previous == owner:
+            return taken
+        extra = {**taken.extra, CHECKPOINT_OWNER: {"S": previous}}
+        return self._store(dataclasses.replace(taken, extra=extra))
+
+    async def handoff_checkpoint(
+        self, lease: Lease, owner: str, checkpoint: ExtendedSequenceNumber | None
+    ) -> Lease | None:
+        if checkpoint is not None:
+            check_position(checkpoint, what="checkpoint")
+        await asyncio.sleep(0)
+        stored = self._items.get(lease.lease_key)
+        if (
+            stored is None
+            or checkpoint_owner(stored) != owner
+            or stored.lease_owner != lease.lease_owner
+        ):
+            return None
+        extra = {k: v for k, v in stored.extra.items() if k != CHECKPOINT_OWNER}
+        if checkpoint is None:
+            return self._store(dataclasses.replace(stored, extra=extra))
+        extra.pop(PENDING_CHECKPOINT_STATE, None)
+        return self._store(
+            dataclasses.replace(
+                stored,
+                checkpoint=checkpoint,
+                owner_switches_since_checkpoint=0,
+                pending_checkpoint=None,
+                extra=extra,
+            )
+        )
+
+    async def end_handoff(self, lease: Lease, owner: str) -> Lease | None:
+        await asyncio.sleep(0)
+        stored = self._items.get(lease.lease_key)
+        if (
+            stored is None
+            or stored.lease_counter != lease.lease_counter
+            or stored.lease_owner != owner
+        ):
+            return None
+        extra = {k: v for k, v in stored.extra.items() if k != CHECKPOINT_OWNER}
+        return self._store(
+            dataclasses.replace(stored, lease_counter=stored.lease_counter + 1, extra=extra)
         )
 
     async def delete_lease(self, lease: Lease) -> bool:
