@@ -24,13 +24,9 @@ from kinesio._kinesis import KinesisAPI
 from kinesio._models import ExtendedSequenceNumber, Record
 from kinesio.consumer._checkpointer import Checkpointer
 from kinesio.consumer._coordinator import LeaseCoordinator, LeaseHandle
-from kinesio.consumer._fetcher import (
-    FanOutFetcher,
-    FetchedBatch,
-    PollingFetcher,
-    ShardFetcher,
-    ensure_stream_consumer,
-)
+from kinesio.consumer._fanout import FanOutFetcher, ensure_stream_consumer
+from kinesio.consumer._fetcher import FetchedBatch, ShardFetcher
+from kinesio.consumer._polling import PollingFetcher
 from kinesio.consumer._shared import SharedShardList
 from kinesio.events import (
     BatchProcessed,
