@@ -16,6 +16,11 @@ is the client's own share: from the ``RecordsFetched`` event of the read that br
 record (emitted as the answer or subscription event arrives) to the handler. Every record must
 arrive exactly once; the run fails loudly otherwise.
 
+kinesis-mock pushes fan-out events once a second (a raw SubscribeToShard shows events at
+1.04, 2.04, 3.04 s... whatever was put), so its fan-out row measures that cadence; the
+``fanout-memory`` mode runs the same consumer on ``kinesio.testing.InMemoryKinesis``, whose
+subscriptions push as soon as a record is stored, in this process and without HTTP.
+
 Goals (issue 11): polling p50 <= idle_time / 2 + 100 ms; fan-out p50 <= 100 ms. Wall time is
 the measure here, so a loaded machine shows in the tail: the output quotes the load average.
 """
@@ -31,6 +36,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -39,13 +45,16 @@ from typing import Any
 
 from kinesio import AsyncConsumer, ConsumerSettings, FanOut, InitialPosition, Polling, Record
 from kinesio._aws import create_client
+from kinesio._models import PutRecordsEntry
 from kinesio.events import DiagnosticEvent, RecordsFetched
 from kinesio.leases import MemoryLeaseStore
 from kinesio.local import LocalEndpoint, kinesis_mock
+from kinesio.testing import InMemoryKinesis
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_MODULES = ROOT / "tests" / "emulators" / "node_modules"
 TIMEOUT = 30.0  # seconds for the last record to arrive after its put
+MODES = ("polling", "fanout", "fanout-memory")
 
 
 @dataclass
@@ -73,10 +82,10 @@ async def create_stream(client: Any, name: str) -> None:
     raise RuntimeError(f"stream {name} did not become ACTIVE")
 
 
-async def measure(endpoint: LocalEndpoint, mode: str, records: int, seed: int) -> Result:
-    aws = endpoint.aws_config()
+async def measure(endpoint: LocalEndpoint | None, mode: str, records: int, seed: int) -> Result:
+    """One mode; ``endpoint`` None: on InMemoryKinesis (in-process, no HTTP)."""
     retrieval: Polling | FanOut = Polling()
-    if mode == "fanout":
+    if mode.startswith("fanout"):
         retrieval = FanOut(consumer_name="bench-latency")
     settings = ConsumerSettings(initial_position=InitialPosition.TRIM_HORIZON, retrieval=retrieval)
     stream = f"latency-{mode}-{uuid.uuid4().hex[:8]}"
@@ -110,15 +119,33 @@ async def measure(endpoint: LocalEndpoint, mode: str, records: int, seed: int) -
                 fetched_at = time.perf_counter()
 
     async with AsyncExitStack() as stack:
-        client = await create_client("kinesis", aws, stack)
-        await create_stream(client, stream)
+        put: Callable[[bytes], Awaitable[object]]
+        where: dict[str, Any]
+        if endpoint is None:
+            fake = InMemoryKinesis()
+            await fake.create_stream(stream, 1)
+            await fake.wait_for_active(stream)
+
+            def put(data: bytes) -> Awaitable[object]:
+                return fake.put_records(stream, [PutRecordsEntry(data, "k")])
+
+            where = {"kinesis": fake}
+        else:
+            aws = endpoint.aws_config()
+            client = await create_client("kinesis", aws, stack)
+            await create_stream(client, stream)
+
+            def put(data: bytes) -> Awaitable[object]:
+                return client.put_record(StreamName=stream, Data=data, PartitionKey="k")  # type: ignore[no-any-return]
+
+            where = {"aws": aws}
         consumer = AsyncConsumer(
             stream,
             application_name=f"latency-{mode}",
             settings=settings,
             lease_store=MemoryLeaseStore(),
-            aws=aws,
             on_event=on_event,
+            **where,
         )
         async with consumer:
             task = asyncio.create_task(consumer.consume_with(handle))
@@ -128,7 +155,7 @@ async def measure(endpoint: LocalEndpoint, mode: str, records: int, seed: int) -
             for index in range(records):
                 await asyncio.sleep(rng.uniform(0.2, 0.6))
                 sent[index] = time.perf_counter()
-                await client.put_record(StreamName=stream, Data=b"%d" % index, PartitionKey="k")
+                await put(b"%d" % index)
             try:
                 async with asyncio.timeout(TIMEOUT):
                     await all_in.wait()
@@ -149,10 +176,10 @@ def row(r: Result) -> str:
         )
     if r.idle_time is not None:
         goal_ms = 1000 * r.idle_time / 2 + 100
-        mode = f"polling (idle_time {r.idle_time:g} s)"
+        mode = f"polling (idle_time {r.idle_time:g} s), kinesis-mock"
     else:
         goal_ms = 100.0
-        mode = "fan-out"
+        mode = "fan-out, InMemoryKinesis" if r.mode == "fanout-memory" else "fan-out, kinesis-mock"
     p50 = quantile(ms, 0.5)
     verdict = "met" if p50 <= goal_ms else "MISSED"
     ours = [1000 * x for x in r.after_fetch]
@@ -168,7 +195,8 @@ async def run(args: argparse.Namespace) -> list[Result]:
     results: list[Result] = []
     with kinesis_mock(NODE_MODULES) as endpoint:
         for i, mode in enumerate(args.modes.split(",")):
-            results.append(await measure(endpoint, mode, args.records, seed=42 + i))
+            where = None if mode == "fanout-memory" else endpoint
+            results.append(await measure(where, mode, args.records, seed=42 + i))
             print(f"  {mode}: {len(results[-1].latencies)} records", file=sys.stderr, flush=True)
     return results
 
@@ -176,10 +204,10 @@ async def run(args: argparse.Namespace) -> list[Result]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--records", type=int, default=100, help="records per mode")
-    parser.add_argument("--modes", default="polling,fanout", help="comma-separated subset")
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated subset")
     args = parser.parse_args()
     for mode in args.modes.split(","):
-        if mode not in ("polling", "fanout"):
+        if mode not in MODES:
             parser.error(f"unknown mode {mode!r}")
     started = time.monotonic()
     results = asyncio.run(run(args))
