@@ -1,6 +1,6 @@
-"""Consumer throughput per CPU core: kinesio against async-kinesis, on the same pre-filled streams.
+"""Consumer throughput per CPU core: kinesio, kcl-rs and async-kinesis on the same filled streams.
 
-Run: .venv/bin/python benchmarks/bench_consumer_throughput.py        (about 75 s)
+Run: .venv/bin/python benchmarks/bench_consumer_throughput.py        (about 4 min)
 
 moto's server runs in a separate process on 127.0.0.1 (a free port; stopped at the end). The
 parent fills two 4-shard streams with the same N 100-byte user records (random partition keys
@@ -15,26 +15,38 @@ include connecting, listing shards and taking leases, reported separately as "st
 that skips or repeats records is marked, and cannot win.
 
 Consumers:
-  - kinesio ``AsyncConsumer`` with a ``MemoryLeaseStore`` (no DynamoDB), ``TRIM_HORIZON``,
+  - kinesio ``AsyncConsumer`` with its default lease store, a DynamoDB table on the same moto
+    server (``--leases memory``: a ``MemoryLeaseStore``), ``TRIM_HORIZON``,
     ``Polling(idle_time=0.05)`` (other polling settings default: up to 10 000 records per
     GetRecords, 0.2 s between calls while behind), ``consume_with(handler,
     checkpoint_every=10**9)`` (one checkpoint at shutdown, after the clock stops).
+  - kcl-rs ``Scheduler`` (PyPI ``kcl-rs``: the KCL 3.x ported to Rust behind a Python API; its
+    lease, coordinator-state and worker-metrics tables in DynamoDB on the same moto server)
+    with ``retrieval_mode="POLLING"``, ``max_records=10_000``,
+    ``idle_time_between_reads_millis=50`` (kinesio's pace), ``TRIM_HORIZON``, and a record
+    processor that appends each record's ``binary_data`` and never checkpoints. Its KCL runs
+    on Rust threads of the same process, so ``getrusage`` counts them. It spends about a
+    minute of wall time (little CPU) before its first record: KCL 3.x's leader election and
+    lease assignment.
   - async-kinesis ``Consumer`` (PyPI ``async-kinesis``) with its ``MemoryCheckPointer``, its
     defaults otherwise (10 000 records per GetRecords, one GetRecords per shard per second),
     and a pass-through bytes deserializer instead of its default JSON: its
     ``KPLAggregator.parse`` (protobuf via aws_kinesis_agg; it checks neither the magic bytes
     nor the MD5) for the aggregated stream, ``SimpleAggregator`` for the other.
 
-Both use aiobotocore, so the HTTP and parsing cost per GetRecords is the same; what differs is
-each library's own per-record work (kinesio: MD5 check of each aggregate, hash-range check
-of each user record, a ``Record`` object per user record, in-order delivery and checkpoint
-staging; async-kinesis: an ``asyncio.Queue`` put per record). Records/s of wall time depend on
+kinesio and async-kinesis both call through aiobotocore (kinesio decodes GetRecords answers
+itself, see ``kinesio._records_json``; async-kinesis through botocore's parser); kcl-rs
+through the Rust AWS SDK. Beyond that each library does its own per-record work (kinesio: MD5
+check of each aggregate, hash-range check of each user record, a ``Record`` object per user
+record, in-order delivery and checkpoint staging; async-kinesis: an ``asyncio.Queue`` put per
+record). Records/s of wall time depend on
 moto (it answers one request at a time here) and on the polling pace: CPU is the figure to
 compare. ``--profile`` runs the kinesio cases under cProfile and prints the top functions.
 
-async-kinesis is installed on first use, without its dependencies, into
-``.venv-bench/async-kinesis-<version>`` (git-ignored; the same place bench_producer_cpu.py
-uses) and put on the child's ``PYTHONPATH``; kinesio's ``.venv`` is left unchanged.
+async-kinesis and kcl-rs (no dependencies of its own) are installed on first use, without
+dependencies, into ``.venv-bench/<name>-<version>`` (git-ignored; the same place
+bench_producer_cpu.py uses) and put on the child's ``PYTHONPATH``; kinesio's ``.venv`` is
+left unchanged.
 """
 
 from __future__ import annotations
