@@ -18,8 +18,10 @@ and RSS.
    ``--window`` seconds (goal: < 50 % of one core, < 500 MB).
 2. **Fleet**: four workers start together on a new lease table; reported are the time until
    every worker holds 250 leases (balanced), each worker's CPU (whole run and the last
-   ``--window`` seconds), RSS and leases, and whether every record was read (records read
-   twice are counted: a lease taken from a live worker replays from its last checkpoint).
+   ``--window`` seconds), RSS, the leases it holds at the end, the shards whose lease it lost
+   (taken by another worker, or expired on its own clock) and the shards it opened in all,
+   and whether every record was read (records read twice are counted: a lease that moves
+   from a live worker replays from its last checkpoint).
    The phase ends when balanced and every record was read, or after ``--fleet-seconds``.
 
 Both emulators share this machine's cores with the workers, and neither answers 1000
@@ -99,9 +101,18 @@ async def worker(stream: str, application: str, ids_file: str) -> None:
 
     async def report() -> None:
         while True:
+            # consumer.streams keeps every shard stream this worker ever opened
+            held = lost = 0
+            for s in list(consumer.streams.values()):
+                if s.lost:
+                    lost += 1
+                elif not s.done.is_set():
+                    held += 1
             status = {
                 "t": time.perf_counter() - started,
-                "leases": len(consumer.streams),
+                "leases": held,
+                "lost": lost,
+                "opened": len(consumer.streams),
                 "records": len(seen),
                 "cpu": cpu_seconds() - cpu0,
                 "rss": rss_mib(),
@@ -354,7 +365,8 @@ def fleet_phase(
         cpu, reads = w.window(args.window)
         held, handled = int(w.last.get("leases", 0)), int(w.last.get("records", 0))
         rows.append(
-            f"| worker {i + 1} | {held} | {handled:,} "
+            f"| worker {i + 1} | {held} | {int(w.last.get('lost', 0))} "
+            f"| {int(w.last.get('opened', 0))} | {handled:,} "
             f"| {w.last.get('cpu', float('nan')):.1f} | {cpu:.1f} % | {reads:,.0f} "
             f"| {w.last.get('rss', float('nan')):.0f} MiB |"
         )
@@ -425,10 +437,11 @@ def main() -> None:
         print(f"Fleet: {WORKERS} workers, {SHARDS} shards; {summary}; records: {records}")
         print()
         print(
-            f"| worker | leases | records handled | CPU s (run) | CPU (last {args.window:.0f} s) "
+            "| worker | leases held | shards whose lease it lost | shards it opened "
+            f"| records handled | CPU s (run) | CPU (last {args.window:.0f} s) "
             "| GetRecords/s | RSS |"
         )
-        print("|---|---:|---:|---:|---:|---:|---:|")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for row in rows:
             print(row)
 
