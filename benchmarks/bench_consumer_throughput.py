@@ -1,6 +1,6 @@
-"""Consumer throughput per CPU core: kinesio against async-kinesis, on the same pre-filled streams.
+"""Consumer throughput per CPU core: kinesio, kcl-rs and async-kinesis on the same filled streams.
 
-Run: .venv/bin/python benchmarks/bench_consumer_throughput.py        (about 75 s)
+Run: .venv/bin/python benchmarks/bench_consumer_throughput.py        (about 4 min)
 
 moto's server runs in a separate process on 127.0.0.1 (a free port; stopped at the end). The
 parent fills two 4-shard streams with the same N 100-byte user records (random partition keys
@@ -15,26 +15,38 @@ include connecting, listing shards and taking leases, reported separately as "st
 that skips or repeats records is marked, and cannot win.
 
 Consumers:
-  - kinesio ``AsyncConsumer`` with a ``MemoryLeaseStore`` (no DynamoDB), ``TRIM_HORIZON``,
+  - kinesio ``AsyncConsumer`` with its default lease store, a DynamoDB table on the same moto
+    server (``--leases memory``: a ``MemoryLeaseStore``), ``TRIM_HORIZON``,
     ``Polling(idle_time=0.05)`` (other polling settings default: up to 10 000 records per
     GetRecords, 0.2 s between calls while behind), ``consume_with(handler,
     checkpoint_every=10**9)`` (one checkpoint at shutdown, after the clock stops).
+  - kcl-rs ``Scheduler`` (PyPI ``kcl-rs``: the KCL 3.x ported to Rust behind a Python API; its
+    lease, coordinator-state and worker-metrics tables in DynamoDB on the same moto server)
+    with ``retrieval_mode="POLLING"``, ``max_records=10_000``,
+    ``idle_time_between_reads_millis=50`` (kinesio's pace), ``TRIM_HORIZON``, and a record
+    processor that appends each record's ``binary_data`` and never checkpoints. Its KCL runs
+    on Rust threads of the same process, so ``getrusage`` counts them. It spends about a
+    minute of wall time (little CPU) before its first record: KCL 3.x's leader election and
+    lease assignment.
   - async-kinesis ``Consumer`` (PyPI ``async-kinesis``) with its ``MemoryCheckPointer``, its
     defaults otherwise (10 000 records per GetRecords, one GetRecords per shard per second),
     and a pass-through bytes deserializer instead of its default JSON: its
     ``KPLAggregator.parse`` (protobuf via aws_kinesis_agg; it checks neither the magic bytes
     nor the MD5) for the aggregated stream, ``SimpleAggregator`` for the other.
 
-Both use aiobotocore, so the HTTP and parsing cost per GetRecords is the same; what differs is
-each library's own per-record work (kinesio: MD5 check of each aggregate, hash-range check
-of each user record, a ``Record`` object per user record, in-order delivery and checkpoint
-staging; async-kinesis: an ``asyncio.Queue`` put per record). Records/s of wall time depend on
+kinesio and async-kinesis both call through aiobotocore (kinesio decodes GetRecords answers
+itself, see ``kinesio._records_json``; async-kinesis through botocore's parser); kcl-rs
+through the Rust AWS SDK. Beyond that each library does its own per-record work (kinesio: MD5
+check of each aggregate, hash-range check of each user record, a ``Record`` object per user
+record, in-order delivery and checkpoint staging; async-kinesis: an ``asyncio.Queue`` put per
+record). Records/s of wall time depend on
 moto (it answers one request at a time here) and on the polling pace: CPU is the figure to
 compare. ``--profile`` runs the kinesio cases under cProfile and prints the top functions.
 
-async-kinesis is installed on first use, without its dependencies, into
-``.venv-bench/async-kinesis-<version>`` (git-ignored; the same place bench_producer_cpu.py
-uses) and put on the child's ``PYTHONPATH``; kinesio's ``.venv`` is left unchanged.
+async-kinesis and kcl-rs (no dependencies of its own) are installed on first use, without
+dependencies, into ``.venv-bench/<name>-<version>`` (git-ignored; the same place
+bench_producer_cpu.py uses) and put on the child's ``PYTHONPATH``; kinesio's ``.venv`` is
+left unchanged.
 """
 
 from __future__ import annotations
@@ -55,9 +67,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -66,6 +79,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 ASYNC_KINESIS_VERSION = "3.0.1"
 ASYNC_KINESIS_DIR = ROOT / ".venv-bench" / f"async-kinesis-{ASYNC_KINESIS_VERSION}"
+KCL_RS_VERSION = "0.1.4"
+KCL_RS_DIR = ROOT / ".venv-bench" / f"kcl-rs-{KCL_RS_VERSION}"
 REGION = "us-east-1"
 RECORD_SIZE = 100
 KEYS = 1000
@@ -79,12 +94,14 @@ TIMEOUT = 300.0  # seconds a consumer gets to deliver every record
 
 @dataclass(frozen=True)
 class Case:
-    client: str  # "kinesio" or "async-kinesis"
+    client: str  # a key of RUNNERS
     aggregated: bool
     records: int
     stream: str = ""
     endpoint: str = ""
     profile: bool = False
+    leases: str = "dynamodb"  # kinesio's lease store: "dynamodb" (on moto) or "memory"
+    application: str = "bench"  # the lease table's name: a new one per run
 
 
 def cpu_seconds() -> float:
@@ -136,9 +153,9 @@ async def run_kinesio(case: Case, meter: Meter, seen: list[bytes]) -> str:
     meter.start()
     consumer = AsyncConsumer(
         case.stream,
-        application_name="bench",
+        application_name=case.application,
         settings=settings,
-        lease_store=MemoryLeaseStore(),
+        lease_store=MemoryLeaseStore() if case.leases == "memory" else None,
         endpoint_url=case.endpoint,
         region_name=REGION,
     )
@@ -193,16 +210,71 @@ async def run_async_kinesis(case: Case, meter: Meter, seen: list[bytes]) -> str:
     return ""
 
 
+async def run_kcl_rs(case: Case, meter: Meter, seen: list[bytes]) -> str:
+    """kcl-rs's Scheduler (the KCL in Rust on its own threads) polling at kinesio's pace."""
+    kcl_rs = importlib.import_module("kcl_rs")
+    n = case.records
+    done = threading.Event()
+    append = seen.append
+    shards: set[str] = set()
+
+    base: Any = kcl_rs.RecordProcessorBase
+
+    class Processor(base):  # type: ignore[misc]
+        def initialize(self, initialize_input: Any) -> None:
+            shards.add(str(initialize_input.shard_id))
+
+        def process_records(self, process_records_input: Any) -> None:
+            for record in process_records_input.records:
+                append(record.binary_data)
+            if seen:
+                meter.first()
+            if len(seen) >= n and not done.is_set():
+                meter.stop()
+                done.set()
+
+        def lease_lost(self, lease_lost_input: Any) -> None:
+            pass
+
+        def shard_ended(self, shard_ended_input: Any) -> None:
+            shard_ended_input.checkpointer.checkpoint()
+
+        def shutdown_requested(self, shutdown_requested_input: Any) -> None:
+            pass
+
+    meter.start()
+    scheduler = kcl_rs.Scheduler(
+        stream_name=case.stream,
+        application_name=case.application,
+        record_processor_factory=Processor,
+        region=REGION,
+        endpoint_url=case.endpoint,
+        initial_position="TRIM_HORIZON",
+        access_key_id="testing",
+        secret_access_key="testing",
+        retrieval_mode="POLLING",
+        max_records=10_000,
+        idle_time_between_reads_millis=50,
+    )
+    scheduler.start()
+    try:
+        if not await asyncio.to_thread(done.wait, TIMEOUT):
+            meter.stop()
+    finally:
+        await asyncio.to_thread(scheduler.shutdown)
+    return f"{len(shards)} shards leased"
+
+
 def child(case: Case) -> None:
     import aiobotocore.session  # noqa: F401 - imported before the clock starts
 
     import kinesio  # noqa: F401
 
-    if case.client == "async-kinesis":
-        importlib.import_module("kinesis")
+    if case.client in IMPORTS:
+        importlib.import_module(IMPORTS[case.client])
     meter = Meter()
     seen: list[bytes] = []
-    runner = run_kinesio if case.client == "kinesio" else run_async_kinesis
+    runner = RUNNERS[case.client]
     profiler = cProfile.Profile() if case.profile else None
     if profiler is not None:
         profiler.enable()
@@ -231,6 +303,14 @@ def child(case: Case) -> None:
     print(json.dumps(result))
 
 
+RUNNERS: dict[str, Callable[[Case, Meter, list[bytes]], Coroutine[Any, Any, str]]] = {
+    "kinesio": run_kinesio,
+    "async-kinesis": run_async_kinesis,
+    "kcl-rs": run_kcl_rs,
+}
+IMPORTS = {"async-kinesis": "kinesis", "kcl-rs": "kcl_rs"}
+
+
 # -- the emulator, the streams and the runs (parent side) ---------------------------------------
 
 
@@ -252,7 +332,7 @@ def child_env() -> dict[str, str]:
         AWS_SECRET_ACCESS_KEY="testing",
         AWS_DEFAULT_REGION=REGION,
         PYTHONPATH=os.pathsep.join(
-            p for p in (str(ASYNC_KINESIS_DIR), env.get("PYTHONPATH", "")) if p
+            p for p in (str(ASYNC_KINESIS_DIR), str(KCL_RS_DIR), env.get("PYTHONPATH", "")) if p
         ),
     )
     return env
@@ -335,15 +415,15 @@ def moto_server(env: dict[str, str]) -> Iterator[str]:
             proc.wait()
 
 
-def ensure_async_kinesis() -> None:
-    if (ASYNC_KINESIS_DIR / "kinesis" / "consumer.py").exists():
+def ensure_installed(requirement: str, target: Path, marker: str) -> None:
+    """pip-install ``requirement`` without its dependencies into ``target`` once."""
+    if (target / marker).exists():
         return
-    print(f"installing async-kinesis {ASYNC_KINESIS_VERSION} into {ASYNC_KINESIS_DIR}", flush=True)
+    print(f"installing {requirement} into {target}", flush=True)
     subprocess.run(
         [
             *(sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"),
-            *("--no-deps", "--target", str(ASYNC_KINESIS_DIR)),
-            f"async-kinesis=={ASYNC_KINESIS_VERSION}",
+            *("--no-deps", "--target", str(target), requirement),
         ],
         check=True,
     )
@@ -421,6 +501,7 @@ def run_case(case: Case, env: dict[str, str], kinesis_records: int) -> Outcome:
 LABELS: dict[str, str] = {
     "kinesio": "kinesio AsyncConsumer",
     "async-kinesis": f"async-kinesis {ASYNC_KINESIS_VERSION} Consumer",
+    "kcl-rs": f"kcl-rs {KCL_RS_VERSION} Scheduler",
 }
 
 
@@ -454,8 +535,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--records", type=int, default=200_000, help="aggregated stream")
     parser.add_argument("--plain-records", type=int, default=200_000, help="unaggregated stream")
-    parser.add_argument("--clients", default="kinesio,async-kinesis", help="comma-separated subset")
+    parser.add_argument("--clients", default=",".join(RUNNERS), help="comma-separated subset")
     parser.add_argument("--profile", action="store_true", help="cProfile the kinesio runs")
+    parser.add_argument(
+        "--leases",
+        choices=("dynamodb", "memory"),
+        default="dynamodb",
+        help="kinesio's lease store (kcl-rs always uses a DynamoDB table on moto)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--moto-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -471,7 +558,10 @@ def main() -> None:
         if client not in LABELS:
             parser.error(f"unknown client {client!r}")
     if "async-kinesis" in clients:
-        ensure_async_kinesis()
+        requirement = f"async-kinesis=={ASYNC_KINESIS_VERSION}"
+        ensure_installed(requirement, ASYNC_KINESIS_DIR, "kinesis/consumer.py")
+    if "kcl-rs" in clients:
+        ensure_installed(f"kcl-rs=={KCL_RS_VERSION}", KCL_RS_DIR, "kcl_rs/__init__.py")
 
     import boto3
 
@@ -506,7 +596,14 @@ def main() -> None:
             name, users, stored = streams[aggregated]
             for client in clients:
                 case = Case(
-                    client, aggregated, users, name, endpoint, args.profile and client == "kinesio"
+                    client,
+                    aggregated,
+                    users,
+                    name,
+                    endpoint,
+                    profile=args.profile and client == "kinesio",
+                    leases=args.leases,
+                    application=f"bench-{uuid.uuid4().hex[:8]}",
                 )
                 outcome = run_case(case, env, stored)
                 print(
@@ -521,6 +618,7 @@ def main() -> None:
     versions: list[Callable[[], str]] = [
         lambda: f"kinesio {version('kinesio')}",
         lambda: f"async-kinesis {ASYNC_KINESIS_VERSION}",
+        lambda: f"kcl-rs {KCL_RS_VERSION}",
         lambda: f"aiobotocore {version('aiobotocore')}",
         lambda: f"moto {version('moto')}",
     ]

@@ -62,7 +62,7 @@ from kinesio._models import (
 from kinesio.consumer import AsyncConsumer
 from kinesio.consumer._checkpointer import Checkpointer, check_issued_by, issuing_shard_index
 from kinesio.consumer._coordinator import LeaseHandle
-from kinesio.consumer._fetcher import PollingFetcher
+from kinesio.consumer._polling import PollingFetcher
 from kinesio.leases import DynamoDBLeaseStore, MemoryLeaseStore
 from kinesio.local import LocalEndpoint
 from kinesio.producer import AsyncProducer

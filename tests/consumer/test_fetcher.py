@@ -37,13 +37,9 @@ from kinesio._models import (
 )
 from kinesio.consumer import _fetcher
 from kinesio.consumer._deaggregate import deaggregate
-from kinesio.consumer._fetcher import (
-    FanOutFetcher,
-    FetchedBatch,
-    PollingFetcher,
-    ShardFetcher,
-    ensure_stream_consumer,
-)
+from kinesio.consumer._fanout import FanOutFetcher, ensure_stream_consumer
+from kinesio.consumer._fetcher import FetchedBatch, ShardFetcher
+from kinesio.consumer._polling import PollingFetcher
 from kinesio.testing import CONNECTION_ERROR, Fault, InMemoryKinesis
 
 STREAM = "orders"

@@ -17,6 +17,10 @@ kinesis-mock on fan-out) are covered by a fallback: once ListShards says the sha
 an empty read that is caught up (``MillisBehindLatest`` 0) ends it, and the children come from
 ListShards. A shard that no longer exists at all (retention removed it, closed, under its
 lease) is ended the same way, as the KCL does; a stream that is gone stops the fetcher.
+
+This module holds what both ways of reading share (:class:`FetcherBase`); the readers are
+:class:`kinesio.consumer._polling.PollingFetcher` and
+:class:`kinesio.consumer._fanout.FanOutFetcher`.
 """
 
 from __future__ import annotations
@@ -28,17 +32,12 @@ import math
 import random
 import sys
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypedDict
 
-from kinesio._config import Polling
 from kinesio._errors import (
     ConfigurationError,
-    ExpiredIteratorError,
     KinesioError,
-    ResourceInUseError,
     ResourceNotFoundError,
     ThrottlingError,
 )
@@ -55,16 +54,17 @@ from kinesio._models import (
     Shard,
 )
 from kinesio.consumer._deaggregate import deaggregate
+from kinesio.consumer._prefetch import FetchedBatch, Prefetch
 from kinesio.consumer._shards import children_from_list_shards
 from kinesio.consumer._shared import SharedShardList
-from kinesio.events import Emitter, RecordsFetched, SubscriptionRenewed, Throttled
+from kinesio.events import Emitter, RecordsFetched, Throttled
 
 __all__ = [
-    "FanOutFetcher",
+    "Backoff",
+    "FetchOptions",
     "FetchedBatch",
-    "PollingFetcher",
+    "FetcherBase",
     "ShardFetcher",
-    "ensure_stream_consumer",
 ]
 
 logger = logging.getLogger("kinesio.consumer.fetcher")
@@ -90,23 +90,6 @@ HEARTBEAT = 1.0
 _WHOLE_RECORD = sys.maxsize
 
 
-@dataclass(frozen=True, slots=True)
-class FetchedBatch:
-    """What :meth:`ShardFetcher.next_batch` returns.
-
-    ``records``: deaggregated user records, in shard order, all after the start position
-    (possibly empty: a heartbeat). ``millis_behind_latest``: how far behind the shard's newest
-    record the last read was (milliseconds; None when not known yet). ``shard_end``: the shard
-    is closed and every record in it was delivered (with this batch or before).
-    ``child_shards``: the shard's children, when known at shard end.
-    """
-
-    records: list[Record]
-    millis_behind_latest: int | None
-    shard_end: bool = False
-    child_shards: list[ChildShard] = field(default_factory=list)
-
-
 class ShardFetcher(Protocol):
     """Reads one shard ahead of its handler (see the module docstring)."""
 
@@ -130,44 +113,7 @@ class ShardFetcher(Protocol):
         ...
 
 
-async def ensure_stream_consumer(
-    kinesis: KinesisAPI, stream_arn: str, consumer_name: str, *, timeout: float = 120.0
-) -> str:
-    """Register the enhanced fan-out consumer if missing, wait until ACTIVE, return its ARN.
-
-    Registration takes seconds on the service. Retriable errors (throttling, service errors)
-    are retried with backoff; a consumer being deleted is waited for and registered again.
-    Raises ``ResourceInUseError`` if it is not ACTIVE after ``timeout`` seconds,
-    ``ResourceNotFoundError`` if the stream does not exist, and other non-retriable errors
-    as they come.
-    """
-    deadline = time.monotonic() + timeout
-    backoff = _Backoff(0.2, 2.0)
-    status = "absent"
-    while True:
-        try:
-            try:
-                consumer = await kinesis.describe_stream_consumer(stream_arn, consumer_name)
-            except ResourceNotFoundError:
-                consumer = await kinesis.register_stream_consumer(stream_arn, consumer_name)
-            status = consumer.status
-            if status == "ACTIVE":
-                return consumer.consumer_arn
-        except KinesioError as exc:
-            if not exc.retriable:
-                raise
-            logger.debug("stream consumer %s: %s; retrying", consumer_name, exc)
-        if time.monotonic() >= deadline:
-            raise ResourceInUseError(
-                f"stream consumer {consumer_name!r} of {stream_arn} still {status} after "
-                f"{timeout:.0f} s",
-                code="ResourceInUseException",
-                operation="DescribeStreamConsumer",
-            )
-        await asyncio.sleep(min(backoff.delay(), max(0.0, deadline - time.monotonic())))
-
-
-class _Backoff:
+class Backoff:
     """Exponential backoff with jitter; :meth:`reset` after a success."""
 
     def __init__(self, initial: float | None = None, maximum: float | None = None) -> None:
@@ -183,53 +129,6 @@ class _Backoff:
 
     def reset(self) -> None:
         self._attempt = 0
-
-
-class _Prefetch:
-    """The bounded queue between the background task and next_batch(): one producer, one
-    consumer. Bounded by user records and user data bytes; ``put`` never blocks (a response is
-    queued whole), the producer waits for room before its next read instead."""
-
-    def __init__(self, max_records: int, max_bytes: int) -> None:
-        self.max_records = max_records
-        self.max_bytes = max_bytes
-        self.records = 0
-        self.bytes = 0
-        self._batches: deque[tuple[FetchedBatch, int]] = deque()
-        self._room = asyncio.Event()
-        self._room.set()
-        self.changed = asyncio.Event()
-
-    def has_room(self) -> bool:
-        return self.records < self.max_records and self.bytes < self.max_bytes
-
-    def room_records(self) -> int:
-        return max(1, self.max_records - self.records)
-
-    async def wait_for_room(self) -> None:
-        while not self.has_room():
-            self._room.clear()
-            await self._room.wait()
-
-    def put(self, batch: FetchedBatch) -> None:
-        size = sum(len(r.data) for r in batch.records)
-        self._batches.append((batch, size))
-        self.records += len(batch.records)
-        self.bytes += size
-        self.changed.set()
-
-    def pop(self) -> FetchedBatch | None:
-        if not self._batches:
-            return None
-        batch, size = self._batches.popleft()
-        self.records -= len(batch.records)
-        self.bytes -= size
-        if self.has_room():
-            self._room.set()
-        return batch
-
-    def __len__(self) -> int:
-        return len(self._batches)
 
 
 def _initial_position(
@@ -267,8 +166,27 @@ def _child_shard(shard: Shard) -> ChildShard:
     )
 
 
-class _Fetcher:
-    """What both fetchers share: positions, deduplication, the queue, shard end and errors."""
+class FetchOptions(TypedDict, total=False):
+    """The keyword arguments both fetchers take (see :class:`FetcherBase`)."""
+
+    initial_timestamp: dt.datetime | None
+    max_prefetch_records: int
+    max_prefetch_bytes: int
+    clock: Callable[[], float]
+    events: Emitter | None
+
+
+class FetcherBase:
+    """What both fetchers share: positions, deduplication, the queue, shard end and errors.
+
+    ``start`` is the lease checkpoint: ``TRIM_HORIZON``, ``LATEST``, ``AT_TIMESTAMP`` (needs
+    ``initial_timestamp``, else ``ConfigurationError``), ``SHARD_END`` (the first batch is a
+    shard end, children unknown) or a sequence number and sub-sequence number (reading resumes
+    just after it, even inside a KPL aggregate). At most ``max_prefetch_records`` user records
+    and ``max_prefetch_bytes`` bytes of user data wait in the queue (``ConfigurationError``
+    below 1). ``clock`` (monotonic seconds) measures iterator age and ListShards intervals.
+    ``events`` receives what the subclass reports.
+    """
 
     def __init__(
         self,
@@ -277,12 +195,11 @@ class _Fetcher:
         shard: Shard,
         start: ExtendedSequenceNumber,
         *,
-        initial_timestamp: dt.datetime | None,
-        max_prefetch_records: int,
-        max_prefetch_bytes: int,
-        clock: Callable[[], float],
-        heartbeat: float,
-        events: Emitter | None,
+        initial_timestamp: dt.datetime | None = None,
+        max_prefetch_records: int = 10_000,
+        max_prefetch_bytes: int = 64 * MiB,
+        clock: Callable[[], float] = time.monotonic,
+        events: Emitter | None = None,
     ) -> None:
         if max_prefetch_records < 1 or max_prefetch_bytes < 1:
             raise ConfigurationError("max_prefetch_records and max_prefetch_bytes must be >= 1")
@@ -292,7 +209,8 @@ class _Fetcher:
         self._stream_name = stream_name
         self._shard = shard
         self._clock = clock
-        self._heartbeat = heartbeat
+        # Read here, not at import, so tests can shorten it; a subclass may lower it.
+        self._heartbeat = HEARTBEAT
         self._initial = _initial_position(start, initial_timestamp)
         # Records at or below (sequence, sub-sequence) are not delivered: they precede the
         # start position or were delivered already.
@@ -302,7 +220,7 @@ class _Fetcher:
         # The last Kinesis record read (and queued whole): reads resume after it.
         self._last_seq: str | None = None
         self._millis_behind: int | None = None
-        self._queue = _Prefetch(max_prefetch_records, max_prefetch_bytes)
+        self._queue = Prefetch(max_prefetch_records, max_prefetch_bytes)
         self._end: FetchedBatch | None = None
         self._error: BaseException | None = None
         self._task: asyncio.Task[None] | None = None
@@ -433,6 +351,11 @@ class _Fetcher:
                 Throttled(operation=exc.operation or operation, shard_id=self.shard_id, records=0)
             )
 
+    async def _back_off(self, backoff: Backoff, exc: KinesioError) -> None:
+        delay = backoff.delay()
+        logger.debug("shard %s: %s; retrying in %.2f s", self.shard_id, exc, delay)
+        await asyncio.sleep(delay)
+
     def _deliver(self, records: list[Record], millis_behind: int | None) -> None:
         self._millis_behind = millis_behind
         if records:
@@ -450,7 +373,7 @@ class _Fetcher:
         self._end = FetchedBatch([], millis_behind, True, children)
 
     async def _children_from_list_shards(self) -> list[ChildShard]:
-        backoff = _Backoff()
+        backoff = Backoff()
         while True:
             try:
                 shards = await self._kinesis.list_shards(self._stream_name)
@@ -500,252 +423,3 @@ class _Fetcher:
             if shard.shard_id == self.shard_id and not shard.is_open:
                 logger.debug("shard %s is closed (ListShards)", self.shard_id)
                 self._known_closed = True
-
-
-class PollingFetcher(_Fetcher):
-    """Reads one shard with GetRecords (shared throughput: 5 calls/s and 2 MiB/s per shard).
-
-    Calls GetRecords for up to ``polling.max_records`` records; after a call it waits
-    ``polling.idle_time`` seconds if it found the shard caught up (no records, or
-    ``MillisBehindLatest`` 0), else ``polling.catch_up_interval``. Throttled and failed calls
-    (throttling, service and connection errors) are retried after an exponential backoff
-    with jitter (0.5 s doubling to 10 s); an expired iterator is replaced by one after the
-    last record read. Non-retriable errors stop the fetcher; next_batch() then raises them.
-
-    At most ``max_prefetch_records`` user records and ``max_prefetch_bytes`` bytes of user
-    data wait in the queue before the next GetRecords (one response may exceed the bytes
-    bound; KPL aggregates may exceed the records bound by one response).
-
-    ``start`` is the lease checkpoint: ``TRIM_HORIZON``, ``LATEST``, ``AT_TIMESTAMP`` (needs
-    ``initial_timestamp``, else ``ConfigurationError``), ``SHARD_END`` (the first batch is a
-    shard end, children unknown) or a sequence number and sub-sequence number (reading resumes
-    just after it, even inside a KPL aggregate). ``clock`` (monotonic seconds) measures
-    iterator age and ListShards intervals. ``events`` receives a ``RecordsFetched`` per
-    GetRecords answer and a ``Throttled`` per throttled call.
-    """
-
-    def __init__(
-        self,
-        kinesis: KinesisAPI,
-        stream_name: str,
-        shard: Shard,
-        start: ExtendedSequenceNumber,
-        *,
-        polling: Polling,
-        initial_timestamp: dt.datetime | None = None,
-        max_prefetch_records: int = 10_000,
-        max_prefetch_bytes: int = 64 * MiB,
-        clock: Callable[[], float] = time.monotonic,
-        events: Emitter | None = None,
-    ) -> None:
-        super().__init__(
-            kinesis,
-            stream_name,
-            shard,
-            start,
-            initial_timestamp=initial_timestamp,
-            max_prefetch_records=max_prefetch_records,
-            max_prefetch_bytes=max_prefetch_bytes,
-            clock=clock,
-            heartbeat=min(max(polling.idle_time, 0.05), HEARTBEAT),
-            events=events,
-        )
-        self._polling = polling
-
-    async def _run(self) -> None:
-        backoff = _Backoff()
-        iterator: str | None = None
-        issued = 0.0
-        expired_in_a_row = 0
-        while True:
-            await self._queue.wait_for_room()
-            if iterator is None or self._clock() - issued >= ITERATOR_REFRESH_AGE:
-                try:
-                    iterator = await self._kinesis.get_shard_iterator(
-                        self._stream_name, self.shard_id, self._resume_position()
-                    )
-                except ResourceNotFoundError as exc:
-                    await self._end_if_gone(exc)
-                    return
-                except KinesioError as exc:
-                    if not exc.retriable:
-                        raise
-                    self._throttled(exc, "GetShardIterator")
-                    await self._back_off(backoff, exc)
-                    continue
-                issued = self._clock()
-            # Closure must be known before the read that is to prove the shard drained.
-            known_closed = self._known_closed
-            limit = min(self._polling.max_records, self._queue.room_records())
-            try:
-                out = await self._kinesis.get_records(iterator, limit=limit)
-            except ExpiredIteratorError as exc:
-                iterator = None
-                expired_in_a_row += 1
-                if expired_in_a_row > 1:
-                    await self._back_off(backoff, exc)
-                continue
-            except ResourceNotFoundError as exc:
-                await self._end_if_gone(exc)
-                return
-            except KinesioError as exc:
-                if not exc.retriable:
-                    raise
-                self._throttled(exc, "GetRecords")
-                await self._back_off(backoff, exc)
-                continue
-            backoff.reset()
-            expired_in_a_row = 0
-            records = self._user_records(out.records)
-            self._fetched("GetRecords", len(out.records), records, out.millis_behind_latest)
-            if out.next_shard_iterator is None:
-                await self._finish(records, out.millis_behind_latest, out.child_shards)
-                return
-            iterator, issued = out.next_shard_iterator, self._clock()
-            self._deliver(records, out.millis_behind_latest)
-            drained = not out.records and not out.millis_behind_latest
-            if drained:
-                if known_closed:
-                    await self._finish([], out.millis_behind_latest, [])
-                    return
-                await self._check_closed()
-            # A full response means more is waiting, whatever MillisBehindLatest says (it
-            # counts milliseconds: records younger than one can read as 0 behind).
-            caught_up = not out.records or (
-                out.millis_behind_latest == 0 and len(out.records) < limit
-            )
-            await asyncio.sleep(
-                self._polling.idle_time if caught_up else self._polling.catch_up_interval
-            )
-
-    async def _back_off(self, backoff: _Backoff, exc: KinesioError) -> None:
-        delay = backoff.delay()
-        logger.debug("shard %s: %s; retrying in %.2f s", self.shard_id, exc, delay)
-        await asyncio.sleep(delay)
-
-
-class FanOutFetcher(_Fetcher):
-    """Reads one shard through enhanced fan-out (SubscribeToShard, 2 MiB/s per shard).
-
-    One subscription at a time; when it ends (after 5 minutes, or when the server closes it)
-    the next one starts after the last continuation sequence number. ``ResourceInUseError``
-    (the previous subscription of this consumer to the shard is still alive, e.g. right after
-    the lease moved here) and other retriable errors are retried after an exponential backoff
-    with jitter (0.5 s doubling to 10 s); non-retriable errors (consumer or shard gone, access
-    denied) stop the fetcher and next_batch() raises them.
-
-    While the queue is full (``max_prefetch_records`` user records or ``max_prefetch_bytes``
-    data bytes) no event is taken from the subscription, so the server's flow control holds
-    the rest. ``stream_name`` is used for ListShards (children at shard end) and to check a
-    possible shard end with GetRecords when the service does not signal it. ``start``,
-    ``initial_timestamp`` and ``clock`` are as for :class:`PollingFetcher`. ``events``
-    receives a ``RecordsFetched`` per subscription event, a ``SubscriptionRenewed`` per
-    subscription after the first and a ``Throttled`` per throttled SubscribeToShard.
-    """
-
-    def __init__(
-        self,
-        kinesis: KinesisAPI,
-        consumer_arn: str,
-        shard: Shard,
-        start: ExtendedSequenceNumber,
-        *,
-        stream_name: str,
-        initial_timestamp: dt.datetime | None = None,
-        max_prefetch_records: int = 10_000,
-        max_prefetch_bytes: int = 64 * MiB,
-        clock: Callable[[], float] = time.monotonic,
-        events: Emitter | None = None,
-    ) -> None:
-        super().__init__(
-            kinesis,
-            stream_name,
-            shard,
-            start,
-            initial_timestamp=initial_timestamp,
-            max_prefetch_records=max_prefetch_records,
-            max_prefetch_bytes=max_prefetch_bytes,
-            clock=clock,
-            heartbeat=HEARTBEAT,
-            events=events,
-        )
-        self._consumer_arn = consumer_arn
-        self._continuation: str | None = None
-
-    async def _run(self) -> None:
-        backoff = _Backoff()
-        subscriptions = 0
-        ended_by = "expired"  # what ended the last subscription (see SubscriptionRenewed)
-        while True:
-            await self._queue.wait_for_room()
-            position = self._resume_position(self._continuation)
-            events_seen = 0
-            try:
-                async with self._kinesis.subscribe_to_shard(
-                    self._consumer_arn, self.shard_id, position
-                ) as events:
-                    subscriptions += 1
-                    if subscriptions > 1:
-                        self._events.emit(
-                            SubscriptionRenewed(
-                                shard_id=self.shard_id, subscription=subscriptions, reason=ended_by
-                            )
-                        )
-                    ended_by = "expired"
-                    async for event in events:
-                        events_seen += 1
-                        backoff.reset()
-                        known_closed = self._known_closed
-                        records = self._user_records(event.records)
-                        self._fetched(
-                            "SubscribeToShard",
-                            len(event.records),
-                            records,
-                            event.millis_behind_latest,
-                        )
-                        if event.continuation_sequence_number is not None:
-                            self._continuation = event.continuation_sequence_number
-                        elif event.child_shards or self._known_closed:
-                            await self._finish(
-                                records, event.millis_behind_latest, event.child_shards
-                            )
-                            return
-                        self._deliver(records, event.millis_behind_latest)
-                        if not event.records and not event.millis_behind_latest:
-                            if known_closed and await self._drained():
-                                return
-                            await self._check_closed()
-                        await self._queue.wait_for_room()
-            except ResourceNotFoundError as exc:
-                await self._end_if_gone(exc)
-                return
-            except KinesioError as exc:
-                if not exc.retriable:
-                    raise
-                ended_by = getattr(exc, "code", "") or type(exc).__name__
-                self._throttled(exc, "SubscribeToShard")
-                delay = backoff.delay()
-                logger.debug("shard %s: %s; resubscribing in %.2f s", self.shard_id, exc, delay)
-                await asyncio.sleep(delay)
-                continue
-            if events_seen == 0:
-                # A subscription that ends without a single event: do not spin on it.
-                await asyncio.sleep(backoff.delay())
-
-    async def _drained(self) -> bool:
-        """For a closed shard whose subscription looks caught up: confirm with GetRecords
-        after the last record read that nothing is left (an event may have been built
-        before the last records arrived), and end the shard if so."""
-        try:
-            iterator = await self._kinesis.get_shard_iterator(
-                self._stream_name, self.shard_id, self._resume_position(self._continuation)
-            )
-            out = await self._kinesis.get_records(iterator, limit=1)
-        except KinesioError as exc:
-            if not exc.retriable:
-                raise
-            return False
-        if out.records:
-            return False  # more to come through the subscription
-        await self._finish([], 0, out.child_shards)
-        return True
