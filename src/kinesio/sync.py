@@ -25,7 +25,8 @@ from kinesio._errors import BacklogFullError, ProducerClosedError
 from kinesio._kinesis import KinesisAPI
 from kinesio._models import ExtendedSequenceNumber, PutResult, Record
 from kinesio.consumer._checkpointer import Checkpointer, PreparedCheckpoint
-from kinesio.consumer._consumer import AsyncConsumer, RecordProcessor
+from kinesio.consumer._consumer import AsyncConsumer
+from kinesio.consumer._processor import RecordProcessor
 from kinesio.events import EventHook
 from kinesio.metrics import ProducerMetrics
 from kinesio.producer._producer import AsyncProducer, ErrorHook, MetricsHook, PreparedRecord

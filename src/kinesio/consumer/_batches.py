@@ -24,7 +24,7 @@ from kinesio.consumer._concurrency import (
 from kinesio.events import Emitter
 
 if TYPE_CHECKING:
-    from kinesio.consumer._consumer import ShardStream
+    from kinesio.consumer._stream import ShardStream
 
 logger = logging.getLogger("kinesio.consumer")
 

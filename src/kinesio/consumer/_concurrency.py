@@ -27,7 +27,7 @@ from kinesio.events import Emitter, HandlerRetried, RecordDeadLettered
 
 if TYPE_CHECKING:
     from kinesio.consumer._checkpointer import Checkpointer
-    from kinesio.consumer._consumer import ShardStream
+    from kinesio.consumer._stream import ShardStream
 
 logger = logging.getLogger("kinesio.consumer")
 

@@ -1,256 +1,52 @@
-"""The asyncio consumer: leases from the coordinator, one fetcher and one stream per shard."""
+"""The asyncio consumer: leases from the coordinator, one fetcher and one stream per shard, and
+the ways to drive them (a handler per record or per list, a KCL-style processor)."""
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import os
 import socket
-import time
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Generic, Protocol, Self, TypeVar, runtime_checkable
+from typing import Any, Self
 
-import anyio.to_thread
 from aiobotocore.session import AioSession
 
 from kinesio._aws import AioKinesis, AWSConfig
 from kinesio._config import ConsumerSettings, FanOut
-from kinesio._errors import KinesioError, LeaseLost, ValidationError
+from kinesio._errors import KinesioError, ValidationError
 from kinesio._kinesis import KinesisAPI
-from kinesio._models import ExtendedSequenceNumber, Record
+from kinesio._models import Record
 from kinesio.consumer._batches import check_batch_arguments, consume_shard_batches
 from kinesio.consumer._checkpointer import Checkpointer
 from kinesio.consumer._concurrency import DeadLetterHook, HandlerPolicy, consume_shard
 from kinesio.consumer._coordinator import LeaseCoordinator, LeaseHandle
 from kinesio.consumer._fanout import FanOutFetcher, ensure_stream_consumer
-from kinesio.consumer._fetcher import FetchedBatch, ShardFetcher
+from kinesio.consumer._fetcher import ShardFetcher
+from kinesio.consumer._handlers import RecordHandler, consume_shard_plain
 from kinesio.consumer._polling import PollingFetcher
+from kinesio.consumer._processor import (
+    RecordProcessor,
+    run_processor,
+)
 from kinesio.consumer._shared import SharedShardList
+from kinesio.consumer._stream import ShardStream
 from kinesio.events import (
-    BatchProcessed,
     Emitter,
     EventHook,
-    ShardBlockedOnParent,
-    ShardStarted,
 )
 from kinesio.leases.base import LeaseStore
 from kinesio.leases.dynamodb import DynamoDBLeaseStore
 
 logger = logging.getLogger("kinesio.consumer")
 
-RecordHandler = Callable[[Record], object]
-
 
 def default_worker_id() -> str:
     """hostname:pid:random — unique per process, readable in the lease table."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-class ShardStream:
-    """One leased shard: its records, in order, and its checkpointer.
-
-    ``records()`` yields batches of deaggregated records. It ends when the lease is lost
-    (``lost`` is then True), when the consumer shuts down, or at the end of the shard — after
-    kinesio has created the children's leases and checkpointed ``SHARD_END`` (``ended`` is
-    then True). Records of a shard whose parents are still being read are not delivered until
-    those parents have ended (``blocked_on_parent`` is True meanwhile).
-    """
-
-    def __init__(
-        self,
-        consumer: AsyncConsumer,
-        handle: LeaseHandle,
-    ) -> None:
-        self._consumer = consumer
-        self._handle = handle
-        self.shard_id = handle.key
-        self.checkpointer = Checkpointer(handle, handle.key)
-        self.ended = False
-        self.blocked_on_parent = False
-        self.millis_behind_latest: int | None = None
-        self._before_shard_end: Callable[[], Awaitable[None]] | None = None
-        # Set when nothing more will be written for this shard: by records() for a stream the
-        # user drives, by the driver (after its final checkpoint) for consume_with / run.
-        self.done = asyncio.Event()
-        self._driven = False
-        self._interrupt: asyncio.Future[None] | None = None
-
-    @property
-    def lost(self) -> bool:
-        """True once the lease is lost: taken by another worker, or expired on this worker's
-        clock (``failover_time`` without a successful renewal, even if one is still hanging)."""
-        _ = self._handle.active  # marks a locally expired lease lost
-        return self._handle.lost.is_set()
-
-    async def records(self) -> AsyncGenerator[list[Record], None]:
-        """Batches of records until lease loss, shutdown or shard end (see the class doc)."""
-        consumer = self._consumer
-        handle = self._handle
-        fetcher: ShardFetcher | None = None
-        try:
-            parents = tuple(sorted(handle.lease.parent_shard_ids))
-            if parents:
-                self.blocked_on_parent = True
-                consumer._events.emit(ShardBlockedOnParent(shard_id=self.shard_id, parents=parents))
-            coordinator = consumer._coordinator
-            # transient AWS errors in these steps are retried while the lease is held: giving
-            # the shard up would leave its lease held by a worker that no longer reads it
-            ready = await coordinator.while_held(
-                handle, "waiting for parents", lambda: coordinator.wait_until_ready(handle)
-            )
-            if not ready:
-                return
-            self.blocked_on_parent = False
-            fetcher = await coordinator.while_held(
-                handle, "starting to read", lambda: consumer._fetcher_for(handle)
-            )
-            await fetcher.start()
-            consumer._events.emit(
-                ShardStarted(
-                    shard_id=self.shard_id, checkpoint=handle.lease.checkpoint.sequence_number
-                )
-            )
-            while handle.active and not consumer._stopping.is_set():
-                batch = await self._next(fetcher)
-                if batch is None:
-                    return
-                self.millis_behind_latest = batch.millis_behind_latest
-                if batch.records:
-                    self.checkpointer._delivered_up_to(batch.records[-1].position)
-                    yield batch.records
-                    if consumer._events.enabled:
-                        consumer._events.emit(
-                            BatchProcessed(
-                                shard_id=self.shard_id,
-                                records=len(batch.records),
-                                bytes=sum(len(r.data) for r in batch.records),
-                                millis_behind_latest=batch.millis_behind_latest,
-                            )
-                        )
-                if batch.shard_end:
-                    if self._before_shard_end is not None:
-                        await self._before_shard_end()
-                    await consumer._coordinator.finish_shard(handle, batch.child_shards)
-                    self.ended = True
-                    logger.info("shard %s finished", self.shard_id)
-                    return
-        except LeaseLost:
-            return
-        finally:
-            if self._interrupt is not None:
-                self._interrupt.cancel()
-                self._interrupt = None
-            if fetcher is not None:
-                await fetcher.aclose()
-            if not self._driven:
-                try:
-                    await handle.finish_handoff()
-                except KinesioError as exc:
-                    logger.warning("hand-off of %s: %s", self.shard_id, exc)
-                self.done.set()
-
-    async def _next(self, fetcher: ShardFetcher) -> FetchedBatch | None:
-        """The next batch, or None when the lease is lost or the consumer stops first."""
-        if self._interrupt is None:
-            # one waiter for the whole stream, not two new tasks per batch (idle shards ask
-            # for a batch about twice a second)
-            self._interrupt = asyncio.ensure_future(self._interrupted())
-        get = asyncio.ensure_future(fetcher.next_batch())
-        waiting: set[asyncio.Future[Any]] = {get, self._interrupt}
-        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-        if get.done():
-            return get.result()
-        get.cancel()
-        return None
-
-    async def _interrupted(self) -> None:
-        waits = [
-            asyncio.ensure_future(self._handle.lost.wait()),
-            asyncio.ensure_future(self._handle.handoff.wait()),
-            asyncio.ensure_future(self._consumer._stopping.wait()),
-        ]
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for wait in waits:
-                wait.cancel()
-
-
-#: The checkpointer a processor is given: :class:`Checkpointer` (asyncio API) or
-#: :class:`kinesio.sync.BlockingCheckpointer` (blocking API).
-C = TypeVar("C")
-
-
-@dataclass(frozen=True, slots=True)
-class InitializationInput:
-    """Given to ``initialize``: the shard, the checkpoint processing resumes after, and the
-    pending checkpoint a previous owner prepared and did not commit (None if there is none; see
-    :meth:`Checkpointer.prepare_checkpoint`), as the KCL's ``InitializationInput`` has them."""
-
-    shard_id: str
-    extended_sequence_number: ExtendedSequenceNumber
-    pending_checkpoint: ExtendedSequenceNumber | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ProcessRecordsInput(Generic[C]):
-    """Given to ``process_records``: a batch in shard order, and the shard's checkpointer."""
-
-    records: list[Record]
-    checkpointer: C
-    millis_behind_latest: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseLostInput:
-    """Given to ``lease_lost``: another worker holds the shard now; do not checkpoint."""
-
-    shard_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class ShardEndedInput(Generic[C]):
-    """Given to ``shard_ended``: every record was delivered; checkpoint what you processed."""
-
-    checkpointer: C
-
-
-@dataclass(frozen=True, slots=True)
-class ShutdownRequestedInput(Generic[C]):
-    """Given to ``shutdown_requested``: checkpoint now; the lease is released afterwards."""
-
-    checkpointer: C
-
-
-@runtime_checkable
-class RecordProcessor(Protocol):
-    """The KCL's ShardRecordProcessor, for code migrating from amazon_kclpy.
-
-    One instance per shard. Each method may be sync or async. ``process_records`` gets a
-    checkpointer: call ``await input.checkpointer.checkpoint()`` (or with a record) to save
-    progress. At shard end kinesio checkpoints ``SHARD_END`` itself after ``shard_ended``
-    returns (the KCL makes the processor do it). ``lease_lost`` has no checkpointer: another
-    worker owns the shard now.
-    """
-
-    def initialize(self, input: InitializationInput, /) -> object: ...
-
-    def process_records(self, input: ProcessRecordsInput[Any], /) -> object: ...
-
-    def lease_lost(self, input: LeaseLostInput, /) -> object: ...
-
-    def shard_ended(self, input: ShardEndedInput[Any], /) -> object: ...
-
-    def shutdown_requested(self, input: ShutdownRequestedInput[Any], /) -> object: ...
-
-
-async def _maybe_await(result: object) -> None:
-    if inspect.isawaitable(result):
-        await result
 
 
 async def _then_done(work: Coroutine[Any, Any, None], stream: ShardStream) -> None:
@@ -264,27 +60,6 @@ async def _then_done(work: Coroutine[Any, Any, None], stream: ShardStream) -> No
             logger.warning("hand-off of %s: %s", stream.shard_id, exc)
         finally:
             stream.done.set()
-
-
-async def _in_thread(method: Callable[[Any], object], arg: object) -> None:
-    # anyio's worker thread, so that a BlockingCheckpointer can call back into the loop
-    await anyio.to_thread.run_sync(method, arg)
-
-
-def _handle_all(handler: RecordHandler, batch: list[Record]) -> None:
-    """Run a sync handler over a batch; on error, say how far it got."""
-    for i, record in enumerate(batch):
-        try:
-            handler(record)
-        except Exception as exc:
-            raise _PartialBatch(i, exc) from exc
-
-
-class _PartialBatch(Exception):
-    def __init__(self, done: int, error: Exception) -> None:
-        super().__init__(str(error))
-        self.done = done
-        self.error = error
 
 
 @dataclass
@@ -578,67 +353,13 @@ class AsyncConsumer:
             return
 
         async def work(stream: ShardStream) -> None:
-            cp = stream.checkpointer
-            count = 0
-            last = time.monotonic()
-
-            async def flush() -> None:
-                if not cp.pending:
-                    return
-                try:
-                    await cp.checkpoint()
-                except KinesioError as exc:
-                    if isinstance(exc, LeaseLost) or not exc.retriable:
-                        raise
-                    # a transient lease-table error: the next checkpoint writes this progress
-                    # (or, at the end, the next owner replays from the last one written)
-                    logger.warning("checkpoint of %s failed: %s", stream.shard_id, exc)
-
-            stream._before_shard_end = flush
-            try:
-                async for batch in stream.records():
-                    if in_thread:
-                        try:
-                            await asyncio.to_thread(_handle_all, handler, batch)
-                        except _PartialBatch as partial:
-                            # checkpoint what the handler finished before the failing record
-                            if partial.done:
-                                cp.stage(batch[partial.done - 1])
-                            raise partial.error from None
-                        cp.stage(batch[-1])
-                        count += len(batch)
-                    else:
-                        handled = 0
-                        try:
-                            for record in batch:
-                                if stream.lost:
-                                    # expired mid-batch: another worker may be reading it
-                                    raise LeaseLost(f"lease {stream.shard_id} lost mid-batch")
-                                result = handler(record)
-                                # a sync handler's None needs no awaitable check (~1 µs)
-                                if result is not None and inspect.isawaitable(result):
-                                    await result
-                                handled += 1
-                        finally:
-                            # staged once per batch, up to the last record handled
-                            if handled:
-                                cp.stage(batch[handled - 1])
-                        count += handled
-                    if count >= checkpoint_every or time.monotonic() - last >= checkpoint_interval:
-                        await flush()
-                        count = 0
-                        last = time.monotonic()
-                if not stream.lost and not stream.ended:
-                    await flush()
-            except LeaseLost:
-                logger.info("lease %s lost while processing; stopping that shard", stream.shard_id)
-            except BaseException:
-                if not stream.lost:
-                    try:
-                        await flush()
-                    except (LeaseLost, KinesioError) as exc:
-                        logger.warning("final checkpoint of %s failed: %s", stream.shard_id, exc)
-                raise
+            await consume_shard_plain(
+                stream,
+                handler,
+                checkpoint_every=checkpoint_every,
+                checkpoint_interval=checkpoint_interval,
+                in_thread=in_thread,
+            )
 
         await self._drive(work)
 
@@ -702,42 +423,12 @@ class AsyncConsumer:
         blocking checkpointer and their sync methods run in a worker thread.
         """
 
-        def call(method: Callable[[Any], object], arg: object) -> Awaitable[None]:
-            if in_thread and not inspect.iscoroutinefunction(method):
-                return _in_thread(method, arg)
-            return _maybe_await(method(arg))
-
         async def work(stream: ShardStream) -> None:
-            processor = processor_factory()
-            cp: Any = (
-                stream.checkpointer
-                if wrap_checkpointer is None
-                else wrap_checkpointer(stream.checkpointer)
+            await run_processor(
+                stream,
+                processor_factory,
+                wrap_checkpointer=wrap_checkpointer,
+                in_thread=in_thread,
             )
-
-            async def ended() -> None:
-                await call(processor.shard_ended, ShardEndedInput(cp))
-
-            stream._before_shard_end = ended
-            await call(
-                processor.initialize,
-                InitializationInput(
-                    stream.shard_id,
-                    stream.checkpointer.last_checkpoint,
-                    stream.checkpointer.pending_checkpoint,
-                ),
-            )
-            try:
-                async for batch in stream.records():
-                    await call(
-                        processor.process_records,
-                        ProcessRecordsInput(batch, cp, stream.millis_behind_latest),
-                    )
-            except LeaseLost:
-                pass
-            if stream.lost:
-                await call(processor.lease_lost, LeaseLostInput(stream.shard_id))
-            elif not stream.ended:
-                await call(processor.shutdown_requested, ShutdownRequestedInput(cp))
 
         await self._drive(work)
