@@ -30,6 +30,11 @@ LEASE_ENTITY_TYPE = "LEASE"
 #: as the KCL does: it is the application state of the two-phase checkpoint being replaced.
 PENDING_CHECKPOINT_STATE = "pendingCheckpointState"
 
+#: KCL 3.x graceful hand-off marker (the owner that must still checkpoint), also not modelled.
+#: Every take and every release removes it, as KCL 3 does: KCL 3's ``Lease.actualOwner()``
+#: prefers it over ``leaseOwner``, so a stale one would attribute the lease to the old owner.
+CHECKPOINT_OWNER = "checkpointOwner"
+
 _SENTINELS = frozenset({"TRIM_HORIZON", "LATEST", "AT_TIMESTAMP", "SHARD_END"})
 
 
