@@ -26,9 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,11 +196,16 @@ class JavaWorker:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def terminate(self) -> None:
+        """SIGTERM: a graceful shutdown (``shutdownGraceMillis``), not waited for."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
     def stop(self, timeout: float = 40.0) -> None:
         """SIGTERM (graceful with ``shutdownGraceMillis``); SIGKILL if it outlives ``timeout``."""
         if self.proc is None or self.proc.poll() is not None:
             return
-        self.proc.send_signal(signal.SIGTERM)
+        self.terminate()
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -238,10 +241,12 @@ class Handled:
     sub: int
     data: str
     session: str = ""
+    t: float = 0.0
 
 
-def java_handled(log_dir: Path) -> list[Handled]:
-    """Every record the Java processors under ``log_dir`` handled, in each file's order."""
+def read_handled(log_dir: Path) -> list[Handled]:
+    """Every record the workers logging under ``log_dir`` handled, in each file's order
+    (the Java processors, and ``kinesio_worker.py`` processes, which log alike)."""
     out: list[Handled] = []
     for path in sorted(log_dir.glob("*.jsonl")):
         worker, shard = path.name.split(".")[:2]
@@ -249,7 +254,15 @@ def java_handled(log_dir: Path) -> list[Handled]:
             entry: dict[str, Any] = json.loads(line)
             if "event" not in entry:
                 out.append(
-                    Handled(worker, shard, entry["seq"], entry["sub"], entry["data"], path.name)
+                    Handled(
+                        worker,
+                        shard,
+                        entry["seq"],
+                        entry["sub"],
+                        entry["data"],
+                        path.name,
+                        entry.get("t", 0.0),
+                    )
                 )
     return out
 
@@ -264,32 +277,6 @@ def java_events(log_dir: Path) -> list[tuple[str, str, dict[str, Any]]]:
             if "event" in entry:
                 out.append((worker, shard, entry))
     return out
-
-
-@dataclass
-class Fleet:
-    """The Java workers of one scenario; :meth:`close` stops whatever is still running."""
-
-    workers: list[JavaWorker] = field(default_factory=list)
-
-    def close(self) -> None:
-        for worker in self.workers:
-            worker.kill()
-
-    def __iter__(self) -> Iterator[JavaWorker]:
-        return iter(self.workers)
-
-
-def wait_until(what: str, check: Any, timeout: float, interval: float = 0.5) -> Any:
-    """Poll ``check()`` until it returns a truthy value; AssertionError naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from typing import Any
 
 import boto3
 
-from interop._kcl import Endpoints, Handled, JavaWorker, ensure_kcl, java_handled
+from interop._kcl import Endpoints, Handled, JavaWorker, ensure_kcl, read_handled
 from kinesio import (
     AsyncConsumer,
     ConsumerSettings,
@@ -289,7 +289,7 @@ class Mixed:
         await self.tasks.pop(worker_id)
 
     def handled(self) -> list[Handled]:
-        return self.kinesio_handled + java_handled(self.workdir / "records")
+        return self.kinesio_handled + read_handled(self.workdir / "records")
 
     def diagnose(self) -> str:
         lines = [f"lease table: {self.items()}"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from typing import IO, Any
 
 from amazon_kclpy import kcl  # type: ignore[import-not-found]
@@ -51,7 +52,8 @@ class Processor(processor.RecordProcessorBase):  # type: ignore[misc]
         last: tuple[str, int] | None = None
         for record in process_records_input.records:
             seq, sub = record.sequence_number, int(record.sub_sequence_number or 0)
-            self._write({"seq": seq, "sub": sub, "data": record.binary_data.decode()})
+            data = record.binary_data.decode()
+            self._write({"seq": seq, "sub": sub, "data": data, "t": time.time()})
             last = (seq, sub)
         if last is not None:
             self._checkpoint(process_records_input.checkpointer, *last)
