@@ -21,8 +21,8 @@ outcome:
  7. kinesio K3 joins (2 each), then SIGTERM J2: kinesio takes the Java worker's leases.
  8. a shard is split and two others merged; Java J3 joins: the mixed fleet reads the
     children after their parents.
-Graceful shutdowns are timed from the SIGTERM. Then the feed stops, the fleet drains, and the records are checked: lost (must be 0),
-handled more than once (allowed: at least once), keys whose records were first handled out
+Graceful shutdowns are timed from the SIGTERM. Then the feed stops, the fleet drains, and
+the records are checked: lost (must be 0), handled more than once (allowed: at least once), keys whose records were first handled out
 of order (must be 0), child shards read before a parent was finished (must be 0).
 A step that does not reach its outcome within its time-out is reported as such and the run
 goes on.
