@@ -22,8 +22,9 @@ outcome:
  8. a shard is split and two others merged; Java J3 joins: the mixed fleet reads the
     children after their parents.
 Graceful shutdowns are timed from the SIGTERM. Then the feed stops, the fleet drains, and
-the records are checked: lost (must be 0), handled more than once (allowed: at least once), keys whose records were first handled out
-of order (must be 0), child shards read before a parent was finished (must be 0).
+the records are checked: lost (must be 0), handled more than once (allowed: at least once),
+keys whose records were first handled out of order (must be 0), child shards read before a
+parent was finished (must be 0).
 A step that does not reach its outcome within its time-out is reported as such and the run
 goes on.
 """
