@@ -300,10 +300,13 @@ class Mixed:
     async def aclose(self) -> None:
         for worker in self.java.values():
             worker.kill()
-        for task in self.tasks.values():
-            task.cancel()
-        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        # A consumer first, then its consume_with task: cancelling consume_with alone leaves
+        # its shard tasks running, and waiting for it would never end.
         await asyncio.gather(*(c.aclose() for c in self.consumers.values()), return_exceptions=True)
+        if self.tasks:
+            _, late = await asyncio.wait(self.tasks.values(), timeout=30)
+            for task in late:
+                task.cancel()
         for closeable in self._closeables:
             await closeable.aclose()
 
