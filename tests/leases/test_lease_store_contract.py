@@ -327,7 +327,6 @@ async def test_unknown_attributes_survive_every_write(backend: Backend) -> None:
     store = backend.store
     unknown: dict[str, Any] = {
         "throughputKBps": {"N": "12.5"},
-        "checkpointOwner": {"S": "worker-x"},
         "leaseTag": {"M": {"nested": {"L": [{"S": "a"}, {"N": "1"}]}}},
     }
     await backend.put_raw(kcl_item("shard-1", leaseOwner={"S": "w1"}, **unknown))
@@ -352,6 +351,40 @@ async def test_unknown_attributes_survive_every_write(backend: Backend) -> None:
         lease = written
     [listed] = await store.list_leases()
     assert listed.extra == unknown
+
+
+async def test_take_and_release_clear_the_kcl3_checkpoint_owner(backend: Backend) -> None:
+    """KCL 3 removes ``checkpointOwner`` on take and evict; renew and checkpoint keep it."""
+    store = backend.store
+    marker = {"checkpointOwner": {"S": "java-old"}, "throughputKBps": {"N": "3"}}
+
+    async def marked(key: str, owner: str | None = "w1") -> Lease:
+        owned = {"leaseOwner": {"S": owner}} if owner else {}
+        await backend.put_raw(kcl_item(key, **owned, **marker))
+        lease = await store.get_lease(key)
+        assert lease is not None
+        assert lease.extra == marker
+        return lease
+
+    renewed = await store.renew(await marked("kept"))
+    assert renewed is not None
+    done = await store.checkpoint(renewed, "w1", ExtendedSequenceNumber(SEQ))
+    assert done is not None
+    assert done.extra == marker
+    clearing: list[tuple[str, Callable[[Lease], Awaitable[Lease | None]]]] = [
+        ("stolen", lambda lease: store.take(lease, "w2")),
+        ("released", lambda lease: store.release(lease, "w1")),
+        ("unowned", lambda lease: store.take(replace(lease, lease_owner=None), "w2")),
+    ]
+    for key, write in clearing:
+        owner = None if key == "unowned" else "w1"
+        written = await write(await marked(key, owner))
+        assert written is not None
+        assert written.extra == {"throughputKBps": {"N": "3"}}
+        raw = await backend.get_raw(key)
+        assert raw is not None
+        assert "checkpointOwner" not in raw
+        assert raw["throughputKBps"] == {"N": "3"}
 
 
 async def test_checkpoint_clears_pending_application_state(backend: Backend) -> None:

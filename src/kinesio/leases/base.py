@@ -31,7 +31,10 @@ LEASE_ENTITY_TYPE = "LEASE"
 PENDING_CHECKPOINT_STATE = "pendingCheckpointState"
 
 #: KCL 3.x graceful hand-off: the previous owner that must still checkpoint before the new
-#: owner (``leaseOwner``) reads the shard. Kept in ``Lease.extra``; KCL 2.x ignores it.
+#: owner (``leaseOwner``) reads the shard. Kept in ``Lease.extra``; KCL 2.x ignores it. A hand-off
+#: take sets it; every plain take and every release removes it, as KCL 3 does: KCL 3's
+#: ``Lease.actualOwner()`` prefers it over ``leaseOwner``, so a stale one would attribute the
+#: lease to the old owner.
 CHECKPOINT_OWNER = "checkpointOwner"
 
 _SENTINELS = frozenset({"TRIM_HORIZON", "LATEST", "AT_TIMESTAMP", "SHARD_END"})

@@ -17,7 +17,8 @@ Item layout (one item per shard), exactly as the Java KCL writes it::
 Every other attribute (``pendingCheckpointState``, KCL 3.x ``throughputKBps`` and
 ``checkpointOwner``, ``entityType``, ...) is kept verbatim in ``Lease.extra`` and survives
 every write: writes to existing items are UpdateItem calls that SET/REMOVE only the attributes
-they own.
+they own. Two are removed as the KCL does: ``pendingCheckpointState`` by every checkpoint,
+and ``checkpointOwner`` (KCL 3's hand-off marker) by every take and release.
 
 Reading is strict where a default would be a guess and lenient where the KCL has a default:
 
@@ -481,13 +482,13 @@ class DynamoDBLeaseStore:
         return await self._update(lease.lease_key, "SET #c = :next", condition, names, values)
 
     async def take(self, lease: Lease, owner: str) -> Lease | None:
-        names = {"#c": LEASE_COUNTER, "#o": LEASE_OWNER}
+        names = {"#c": LEASE_COUNTER, "#o": LEASE_OWNER, "#cpo": CHECKPOINT_OWNER}
         values: dict[str, Any] = {
             ":seen": _n(lease.lease_counter),
             ":next": _n(lease.lease_counter + 1),
             ":owner": {"S": owner},
         }
-        update = "SET #o = :owner, #c = :next"
+        update = "SET #o = :owner, #c = :next REMOVE #cpo"
         # Decided from the lease as the taker saw it, like the KCL (equal counters mean the
         # same owner, since every owner change bumps the counter). ADD so a missing
         # attribute counts as 0.
@@ -547,9 +548,9 @@ class DynamoDBLeaseStore:
     async def release(self, lease: Lease, owner: str) -> Lease | None:
         return await self._update(
             lease.lease_key,
-            "REMOVE #o SET #c = #c + :one",
+            "REMOVE #o, #cpo SET #c = #c + :one",
             "#o = :owner",
-            {"#c": LEASE_COUNTER, "#o": LEASE_OWNER},
+            {"#c": LEASE_COUNTER, "#o": LEASE_OWNER, "#cpo": CHECKPOINT_OWNER},
             {":owner": {"S": owner}, ":one": _n(1)},
         )
 

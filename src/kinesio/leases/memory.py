@@ -6,6 +6,7 @@ import asyncio
 import copy
 import dataclasses
 from collections.abc import Collection
+from typing import Any
 
 from kinesio._models import ExtendedSequenceNumber, Lease
 from kinesio.leases.base import (
@@ -86,6 +87,7 @@ class MemoryLeaseStore:
                 lease_owner=owner,
                 lease_counter=stored.lease_counter + 1,
                 owner_switches_since_checkpoint=switches,
+                extra=_without_checkpoint_owner(stored.extra),
             )
         )
 
@@ -129,7 +131,12 @@ class MemoryLeaseStore:
         if stored is None or stored.lease_owner != owner:
             return None
         return self._store(
-            dataclasses.replace(stored, lease_owner=None, lease_counter=stored.lease_counter + 1)
+            dataclasses.replace(
+                stored,
+                lease_owner=None,
+                lease_counter=stored.lease_counter + 1,
+                extra=_without_checkpoint_owner(stored.extra),
+            )
         )
 
     async def take_for_handoff(self, lease: Lease, owner: str) -> Lease | None:
@@ -200,3 +207,7 @@ class MemoryLeaseStore:
 
 def _copy(lease: Lease) -> Lease:
     return dataclasses.replace(lease, extra=copy.deepcopy(lease.extra))
+
+
+def _without_checkpoint_owner(extra: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in extra.items() if k != CHECKPOINT_OWNER}
