@@ -1,0 +1,363 @@
+"""The sender: PutRecords requests built under the per-shard limiters, their results, retries.
+
+One task (``run``) turns the accumulator's queues into requests — packing aggregates per shard,
+taking tokens from each shard's limiter — and starts a task per request, up to
+``max_in_flight``. A request's answer resolves futures, or puts the failed records back at the
+front of their shard's queue with a backoff, until their TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+
+from kinesio._errors import KinesioError, ProducerClosedError
+from kinesio._kinesis import KinesisAPI
+from kinesio._models import PutRecordsEntry, PutRecordsResultEntry
+from kinesio.events import Emitter, PutRecordsSent, Throttled
+from kinesio.producer._accumulator import Accumulator, Packed, _Pending, _ShardQueue
+from kinesio.producer._autosplit import AutoSplitter
+from kinesio.producer._tally import Tally, tally_of
+
+logger = logging.getLogger("kinesio.producer")
+
+THROTTLE_CODES = frozenset(
+    {"ProvisionedThroughputExceededException", "ThrottlingException", "LimitExceededException"}
+)
+
+
+@dataclass(slots=True)
+class _Entry:
+    """One Kinesis record of a request: an aggregate or a lone user record."""
+
+    shard: _ShardQueue
+    users: list[_Pending]
+    entry: PutRecordsEntry
+
+
+def _entry(users: list[_Pending], packed: Packed) -> PutRecordsEntry:
+    head = users[0]
+    if packed is not None:
+        return PutRecordsEntry(packed.build(), head.record.partition_key, str(head.hash_key))
+    r = head.record
+    ehk = None if r.explicit_hash_key is None else str(r.explicit_hash_key)
+    return PutRecordsEntry(r.data, r.partition_key, ehk)
+
+
+class Sender:
+    """Sends what the accumulator holds; owns the request tasks (cancelled by the producer)."""
+
+    def __init__(
+        self,
+        acc: Accumulator,
+        stream_name: str,
+        events: Emitter,
+        kinesis: Callable[[], KinesisAPI],
+        refresh_shard_map: Callable[..., Awaitable[None]],
+    ) -> None:
+        self.acc = acc
+        self.settings = acc.settings
+        self.stream_name = stream_name
+        self.events = events
+        self.kinesis = kinesis
+        self.refresh_shard_map = refresh_shard_map
+        self.autosplit: AutoSplitter | None = None
+        self.max_in_flight = 1
+        self.in_flight = 0
+        self.in_flight_by_epoch: Counter[int] = Counter()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._rr = 0
+        self._rng = random.Random()
+
+    async def run(self) -> None:
+        acc = self.acc
+        while True:
+            acc.wake.clear()
+            timeout = self.dispatch(acc.clock())
+            if timeout is None:
+                await acc.wake.wait()
+            elif timeout > 0:
+                with suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await acc.wake.wait()
+
+    def dispatch(self, now: float) -> float | None:
+        """Start as many requests as allowed; return seconds until it is worth looking again."""
+        wait: float | None = None
+        acc = self.acc
+        while self.in_flight < self.max_in_flight:
+            if self.settings.ordered and any(
+                n for epoch, n in self.in_flight_by_epoch.items() if epoch < acc.map_epoch
+            ):
+                break  # records sent under the old shard map must land before newer ones go
+            entries, hint = self._build_request(now)
+            if hint is not None:
+                wait = hint if wait is None else min(wait, hint)
+            if not entries:
+                break
+            self.in_flight += 1
+            self.in_flight_by_epoch[acc.map_epoch] += 1
+            for e in entries:
+                e.shard.in_flight += 1
+            task = asyncio.create_task(self._send(entries, acc.map_epoch))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        return wait
+
+    def _build_request(self, now: float) -> tuple[list[_Entry], float | None]:
+        acc = self.acc
+        ready = acc.ready(now)
+        if ready is None or ready > 0:
+            return [], ready
+        s = self.settings
+        entries: list[_Entry] = []
+        request_bytes = 0
+        wait: float | None = None
+        queues = list(acc.queues.values())
+        n = len(queues)
+        start = self._rr
+        self._rr = (self._rr + 1) % max(1, n)
+        for i in range(n):
+            q = queues[(start + i) % n]
+            if not q.queue:
+                continue
+            acc.expire_heads(q, now)
+            if not q.queue or (s.ordered and q.in_flight):
+                continue
+            if q.not_before > now:
+                hint = q.not_before - now
+                wait = hint if wait is None else min(wait, hint)
+                continue
+            while q.queue and len(entries) < s.max_batch_records:
+                users, packed, nbytes = acc.pack(q)
+                if request_bytes + nbytes > s.max_batch_bytes:
+                    return entries, 0.0  # this request is full; the next one takes the rest
+                if not q.limiter.try_acquire(nbytes, now):
+                    # Wait until the shard's tokens cover its queue (or a linger passes), not
+                    # just the next record: a request per token would be tiny and costly.
+                    hint = max(
+                        q.limiter.wait_time(nbytes, now),
+                        min(s.linger, q.limiter.wait_time(q.queued_bytes, now, len(q.queue))),
+                    )
+                    wait = hint if wait is None else min(wait, hint)
+                    break
+                acc.take(q, users)
+                entries.append(_Entry(q, users, _entry(users, packed)))
+                request_bytes += nbytes
+                if s.ordered:
+                    break
+            if len(entries) >= s.max_batch_records:
+                break
+        return entries, wait
+
+    async def _send(self, entries: list[_Entry], epoch: int) -> None:
+        acc = self.acc
+        m = acc.metrics
+        m.put_records_calls += 1
+        m.batch_size.record_value(len(entries))
+        tallies: dict[str, Tally] | None = {} if self.events.enabled else None
+        error: str | None = None
+        sent = answered = acc.clock()
+        try:
+            try:
+                try:
+                    results = await self.kinesis().put_records(
+                        self.stream_name, [e.entry for e in entries]
+                    )
+                finally:
+                    answered = acc.clock()
+            except KinesioError as exc:
+                error = getattr(exc, "code", "") or type(exc).__name__
+                _tally_failed(tallies, entries, error)
+                if exc.retriable:
+                    logger.debug("PutRecords failed (%s); retrying %d records", exc, len(entries))
+                    if error in THROTTLE_CODES:
+                        self._emit_whole_call_throttle(entries)
+                    now = acc.clock()
+                    for e in entries:
+                        self._backoff(e.shard, now)
+                        self._retry(e.users, error, now)
+                else:
+                    for e in entries:
+                        acc.fail_many(e.users, exc)
+                return
+            except asyncio.CancelledError:
+                tallies = None  # closing: the records' fate is reported through their futures
+                closed = ProducerClosedError(
+                    "the producer was closed while this record's PutRecords call was in flight; "
+                    "it may or may not have been written"
+                )
+                for e in entries:
+                    acc.fail_many(e.users, closed)
+                raise
+            except Exception as exc:
+                logger.exception("unexpected error from PutRecords")
+                error = type(exc).__name__
+                _tally_failed(tallies, entries, error)
+                err = KinesioError(f"unexpected error from PutRecords: {exc!r}")
+                err.__cause__ = exc
+                for e in entries:
+                    acc.fail_many(e.users, err)
+                return
+            if len(results) != len(entries):
+                error = "MissingResult"
+                _tally_failed(tallies, entries, error)
+                err = KinesioError(
+                    f"PutRecords answered {len(results)} results for {len(entries)} records"
+                )
+                for e in entries:
+                    acc.fail_many(e.users, err)
+                return
+            await self._handle_results(entries, results, epoch, tallies, sent)
+        finally:
+            self.in_flight -= 1
+            self.in_flight_by_epoch[epoch] -= 1
+            if not self.in_flight_by_epoch[epoch]:
+                del self.in_flight_by_epoch[epoch]
+            for e in entries:
+                e.shard.in_flight -= 1
+            acc.wake.set()
+            if tallies is not None:
+                self.events.emit(
+                    PutRecordsSent(
+                        duration_ms=(answered - sent) * 1000.0,
+                        error=error,
+                        shards=tuple(t.freeze() for t in tallies.values()),
+                    )
+                )
+
+    def _emit_whole_call_throttle(self, entries: list[_Entry]) -> None:
+        per_shard = Counter(e.shard.shard_id for e in entries)
+        for shard_id, records in per_shard.items():
+            self.events.emit(Throttled(operation="PutRecords", shard_id=shard_id, records=records))
+
+    async def _handle_results(
+        self,
+        entries: list[_Entry],
+        results: list[PutRecordsResultEntry],
+        epoch: int,
+        tallies: dict[str, Tally] | None = None,
+        sent: float = 0.0,
+    ) -> None:
+        acc = self.acc
+        now = acc.clock()
+        m = acc.metrics
+        throttled: Counter[_ShardQueue] = Counter()
+        failed: set[_ShardQueue] = set()
+        misplaced: list[tuple[_Entry, PutRecordsResultEntry]] = []
+        stale_map = False
+        for e, r in zip(entries, results, strict=True):
+            if r.error_code is None and r.shard_id is not None and r.sequence_number is not None:
+                m.kinesis_records_put += 1
+                tally = None
+                if tallies is not None:
+                    tally = tally_of(tallies, r.shard_id)
+                    tally.kinesis_records_put += 1
+                    tally.kinesis_bytes_put += len(e.entry.data)
+                if r.shard_id != e.shard.shard_id:
+                    stale_map = True
+                    if len(e.users) > 1:
+                        # The aggregate was routed by its first record's hash key to a shard we
+                        # did not predict: its other records may lie outside that shard's range,
+                        # and consumers drop those. Decide per record once the map is fresh.
+                        misplaced.append((e, r))
+                        continue
+                for i, p in enumerate(e.users):
+                    acc.succeed(p, r.shard_id, r.sequence_number, i if len(e.users) > 1 else 0, now)
+                if tally is not None:
+                    for p in e.users:
+                        tally.delivered(p, sent, now)
+            else:
+                code = r.error_code or "MissingResult"
+                if code in THROTTLE_CODES:
+                    m.throttled += 1
+                    throttled[e.shard] += 1
+                failed.add(e.shard)
+                if tallies is not None:
+                    tally_of(tallies, e.shard.shard_id).failed(
+                        len(e.users), code, code in THROTTLE_CODES
+                    )
+                self._retry(e.users, code, now)
+        if self.autosplit is not None:
+            self._count_for_autosplit(entries, results)
+        for q in failed:
+            if q in throttled:
+                q.limiter.on_throttled()
+                self.events.emit(
+                    Throttled(operation="PutRecords", shard_id=q.shard_id, records=throttled[q])
+                )
+            self._backoff(q, now)
+        for e in entries:
+            if e.shard not in failed:
+                e.shard.backoff_level = 0
+                e.shard.limiter.on_success()
+        if stale_map:
+            logger.debug("records landed on unexpected shards: refreshing the shard map")
+            try:
+                await self.refresh_shard_map(seen_epoch=epoch)
+            except KinesioError as exc:
+                logger.warning("shard map refresh failed: %s", exc)
+        if misplaced:
+            now = acc.clock()
+            for e, r in misplaced:
+                assert r.shard_id is not None
+                assert r.sequence_number is not None
+                actual = acc.map.get(r.shard_id)
+                retry: list[_Pending] = []
+                for i, p in enumerate(e.users):
+                    if actual is not None and actual.contains(p.hash_key):
+                        acc.succeed(p, r.shard_id, r.sequence_number, i, now)
+                        if tallies is not None:
+                            tally_of(tallies, r.shard_id).delivered(p, sent, now)
+                    else:
+                        retry.append(p)
+                if tallies is not None:
+                    tally_of(tallies, r.shard_id).user_records_failed += len(retry)
+                if retry:
+                    self._retry(retry, "WrongShard", now)
+
+    def _count_for_autosplit(
+        self, entries: list[_Entry], results: list[PutRecordsResultEntry]
+    ) -> None:
+        """Feed the auto-split window: one call per Kinesis record, never per user record."""
+        assert self.autosplit is not None
+        add = self.autosplit.counts.add
+        for e, r in zip(entries, results, strict=True):
+            if r.error_code is None:
+                entry = e.entry
+                nbytes = len(entry.data) + len(entry.partition_key)
+                add(e.shard.shard_id, e.users[0].hash_key, len(e.users), nbytes, throttled=False)
+            elif r.error_code in THROTTLE_CODES:
+                add(e.shard.shard_id, e.users[0].hash_key, len(e.users), 0, throttled=True)
+
+    def _retry(self, users: Sequence[_Pending], code: str, now: float) -> None:
+        """Put failed records back at the front of their (re-predicted) shard queues."""
+        acc = self.acc
+        max_attempts = self.settings.max_attempts
+        for p in reversed(users):
+            p.last_error = code
+            if now >= p.deadline or (max_attempts is not None and p.attempts >= max_attempts):
+                acc.fail_many([p], acc.expired(p))
+            elif acc.closed:
+                acc.fail_many([p], ProducerClosedError("the producer is closed"))
+            else:
+                acc.metrics.retries += 1
+                acc.enqueue(p, front=True)
+
+    def _backoff(self, q: _ShardQueue, now: float) -> None:
+        s = self.settings
+        delay = min(s.max_retry_backoff, s.retry_backoff * (2**q.backoff_level))
+        q.backoff_level = min(q.backoff_level + 1, 16)
+        q.not_before = now + delay * (0.5 + self._rng.random() / 2)
+
+
+def _tally_failed(tallies: dict[str, Tally] | None, entries: list[_Entry], code: str) -> None:
+    if tallies is not None:
+        throttle = code in THROTTLE_CODES
+        for e in entries:
+            tally_of(tallies, e.shard.shard_id).failed(len(e.users), code, throttle)
