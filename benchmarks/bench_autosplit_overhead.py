@@ -32,7 +32,6 @@ from importlib.metadata import version
 from kinesio import AsyncProducer, AutoSplit, ProducerSettings
 from kinesio._models import (
     MAX_HASH_KEY,
-    ProducerRecord,
     PutRecordsEntry,
     PutRecordsResultEntry,
     Shard,
@@ -83,8 +82,7 @@ def counting_cost(entries: int = 500) -> float:
     batch = []
     for i in range(entries):
         key = rng.randrange(shard.ending_hash_key)
-        record = ProducerRecord(bytes(100), f"key-{i}")
-        pending = _Pending(record, key, 106, loop.create_future(), 0.0, 30.0)
+        pending = _Pending(bytes(100), f"key-{i}", None, key, 106, loop.create_future(), 0.0)
         batch.append(_Entry(queue, [pending], PutRecordsEntry(bytes(100), f"key-{i}")))
     results = [PutRecordsResultEntry(shard.shard_id, "1") for _ in batch]
     producer = AsyncProducer("bench")

@@ -28,19 +28,8 @@ from kinesio.consumer._checkpointer import Checkpointer
 from kinesio.consumer._consumer import AsyncConsumer, RecordProcessor
 from kinesio.events import EventHook
 from kinesio.metrics import ProducerMetrics
-from kinesio.producer._producer import AsyncProducer, ErrorHook, MetricsHook, PreparedRecord
-
-
-def _chain(source: asyncio.Future[PutResult], target: concurrent.futures.Future[PutResult]) -> None:
-    def done(f: asyncio.Future[PutResult]) -> None:
-        if f.cancelled():
-            target.cancel()
-        elif (exc := f.exception()) is not None:
-            target.set_exception(exc)
-        else:
-            target.set_result(f.result())
-
-    source.add_done_callback(done)
+from kinesio.producer._producer import AsyncProducer, ErrorHook, MetricsHook
+from kinesio.producer._validate import Checked
 
 
 class Producer:
@@ -73,7 +62,7 @@ class Producer:
         self._portal_cm: AbstractContextManager[BlockingPortal] = start_blocking_portal("asyncio")
         self._portal = self._portal_cm.__enter__()
         self._closed = False
-        self._inbox: list[tuple[PreparedRecord, concurrent.futures.Future[PutResult]]] = []
+        self._inbox: list[tuple[Checked, concurrent.futures.Future[PutResult]]] = []
         self._cond = threading.Condition()
         self._drain_scheduled = False
         self._drain_task: asyncio.Task[None] | None = None
@@ -119,18 +108,21 @@ class Producer:
         """Accept one record (see ``AsyncProducer.put``); returns a future of its result."""
         if self._closed:
             raise ProducerClosedError("the producer is closed")
-        prepared = self._core.prepare(data, partition_key, explicit_hash_key)
+        checked = self._core._check(data, partition_key, explicit_hash_key)
         target: concurrent.futures.Future[PutResult] = concurrent.futures.Future()
+        # Running from the start: the loop thread resolves it directly, and a cancel() from the
+        # caller cannot race that (a record, once put, is reported, never silently dropped).
+        target.set_running_or_notify_cancel()
         with self._cond:
             if isinstance(self._core.settings.overflow, Raise) and self._core.backlog_full(
-                len(self._inbox), prepared.size
+                len(self._inbox), checked[4]
             ):
                 raise BacklogFullError("producer backlog full")
             while len(self._inbox) >= self._inbox_limit and not self._closed:
                 self._cond.wait()
             if self._closed:
                 raise ProducerClosedError("the producer is closed")
-            self._inbox.append((prepared, target))
+            self._inbox.append((checked, target))
             wake = not self._drain_scheduled
             self._drain_scheduled = True
         if wake:
@@ -149,15 +141,16 @@ class Producer:
                     self._drain_scheduled = False
                     return
                 self._cond.notify_all()
-            for prepared, target in batch:
+            offer, accept = self._core._offer, self._core._accept
+            for checked, target in batch:
+                # The core resolves ``target`` itself: no asyncio future, no callback between.
                 try:
-                    source = await self._core._accept(prepared)
+                    if not offer(checked, target):
+                        await accept(checked, target)
                 except BaseException as exc:
                     target.set_exception(exc)
                     if not isinstance(exc, Exception):
                         raise
-                    continue
-                _chain(source, target)
 
     async def _drained(self) -> None:
         while self._drain_task is not None and not self._drain_task.done():

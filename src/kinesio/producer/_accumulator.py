@@ -2,8 +2,13 @@
 
 ``accept()`` applies the overflow policy and appends a record to its predicted shard's queue.
 The sender (``_sender.py``) takes records from the front of the queues (``pack()`` says what the
-next Kinesis record of a shard would be) and hands results back through ``succeed()`` /
-``fail_many()``, which release the backlog and wake ``flush()`` waiters.
+next Kinesis record of a shard would be) and hands results back through ``release()`` /
+``fail_many()``, which shrink the backlog and wake ``flush()`` waiters.
+
+Two bounds apply at ``accept()``: the whole backlog (``max_buffered_records`` /
+``max_buffered_bytes``) and each shard's share of it. A shard's queue may hold what its rate
+limit sends within half the record TTL (never less than one full request): past that, records
+would expire in the queue behind the others, so the overflow policy applies to them instead.
 """
 
 from __future__ import annotations
@@ -12,8 +17,8 @@ import asyncio
 import inspect
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
 
 from kinesio import aggregation
 from kinesio._config import Block, Drop, ProducerSettings, Raise
@@ -28,29 +33,62 @@ logger = logging.getLogger("kinesio.producer")
 
 ErrorHook = Callable[[ProducerRecord, KinesioError], object]
 
-
-@dataclass(frozen=True, slots=True)
-class PreparedRecord:
-    """A validated record, ready to be accepted (see ``AsyncProducer.prepare``)."""
-
-    record: ProducerRecord
-    hash_key: int
-    size: int  # data + partition key bytes: what Kinesis counts
+# A shard's queue may hold what its limiter sends within this share of the record TTL.
+TTL_SHARE = 0.5
 
 
-@dataclass(slots=True, eq=False)
+class ResultFuture(Protocol):
+    """What a record's result is delivered to: an ``asyncio.Future`` for ``AsyncProducer``, a
+    running ``concurrent.futures.Future`` for the blocking ``Producer`` (no hop between)."""
+
+    def done(self) -> bool: ...
+    def set_result(self, result: PutResult, /) -> None: ...
+    def set_exception(self, exception: BaseException, /) -> None: ...
+
+
 class _Pending:
-    """A user record between put() and its result."""
+    """A user record between put() and its result. A plain slotted object, and the only
+    long-lived one per record besides its future: the backlog can hold 100 000 of them and
+    the garbage collector walks every tracked object in it."""
 
-    record: ProducerRecord
-    hash_key: int
-    size: int  # data + partition key bytes: what Kinesis counts
-    future: asyncio.Future[PutResult]
-    created: float
-    deadline: float
-    generation: int = 0  # the flush generation it was put in
-    attempts: int = 0
-    last_error: str | None = None
+    __slots__ = (
+        "attempts",
+        "created",
+        "data",
+        "explicit_hash_key",
+        "future",
+        "generation",
+        "hash_key",
+        "last_error",
+        "partition_key",
+        "size",
+    )
+
+    def __init__(
+        self,
+        data: bytes,
+        partition_key: str,
+        explicit_hash_key: int | None,
+        hash_key: int,
+        size: int,
+        future: ResultFuture,
+        created: float,
+        generation: int = 0,
+    ) -> None:
+        self.data = data
+        self.partition_key = partition_key
+        self.explicit_hash_key = explicit_hash_key
+        self.hash_key = hash_key
+        self.size = size  # data + partition key bytes: what Kinesis counts
+        self.future = future
+        self.created = created
+        self.generation = generation  # the flush generation it was put in
+        self.attempts = 0
+        self.last_error: str | None = None
+
+    @property
+    def record(self) -> ProducerRecord:
+        return ProducerRecord(self.data, self.partition_key, self.explicit_hash_key)
 
 
 class _ShardQueue:
@@ -91,8 +129,10 @@ class Accumulator:
         clock: Callable[[], float],
         spawn: Callable[[Awaitable[None]], None],
         metrics: ProducerMetricsRecorder,
+        not_running: Callable[[], KinesioError],
     ) -> None:
         self.settings = settings
+        self.not_running = not_running  # the error for a put() that finds the producer closed
         self.events = events
         self.on_error = on_error
         self.clock = clock
@@ -111,9 +151,6 @@ class Accumulator:
         # without adding a callback to every future (that cost ~10 µs a record at 100k).
         self.generation = 0
         self.unresolved: dict[int, int] = {}
-        # Every accepted, unresolved record: aclose() fails whatever is still here at the end,
-        # so a record no path resolved (a request cancelled before it ran) cannot vanish.
-        self.live: set[_Pending] = set()
         self.flush_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self.flushing = 0
         self.wake = asyncio.Event()  # the sender's: something may be ready to send
@@ -152,6 +189,12 @@ class Accumulator:
             for p in moved:
                 self.enqueue(p, front=False)
 
+    def _queue_for(self, hash_key: int) -> _ShardQueue:
+        shard = self.map.shard_for(hash_key)
+        # No open shard covers the key only while the map is rebuilt: park it anywhere, the
+        # rebuild re-routes every queued record.
+        return next(iter(self.queues.values())) if shard is None else self.queues[shard.shard_id]
+
     def held_back(self) -> dict[str, int]:
         """Per shard, the queued user records its rate limiter cannot admit within ``linger``
         (the shard is asked for more than its limit); read once per auto-split window."""
@@ -172,99 +215,132 @@ class Accumulator:
             or self.buffered_bytes + extra_bytes > s.max_buffered_bytes
         )
 
-    def backlog_message(self) -> str:
-        s = self.settings
-        return (
-            f"producer backlog full ({self.buffered_records} records / "
-            f"{self.buffered_bytes} bytes; limits {s.max_buffered_records} / "
-            f"{s.max_buffered_bytes})"
-        )
-
-    async def accept(
-        self, prepared: PreparedRecord, not_running: Callable[[], KinesioError]
-    ) -> asyncio.Future[PutResult]:
-        """Apply the overflow policy and queue a prepared record (see ``AsyncProducer.put``)."""
-        record, hash_key, size = prepared.record, prepared.hash_key, prepared.size
+    def _room(self, q: _ShardQueue, size: int) -> str | None:
+        """None if a record of ``size`` bytes for ``q`` fits, else why not."""
         s = self.settings
         if (
             self.buffered_records >= s.max_buffered_records
             or self.buffered_bytes + size > s.max_buffered_bytes
         ):
-            overflow = s.overflow
+            return (
+                f"producer backlog full ({self.buffered_records} records / "
+                f"{self.buffered_bytes} bytes; limits {s.max_buffered_records} / "
+                f"{s.max_buffered_bytes})"
+            )
+        n = len(q.queue)
+        if n < s.max_batch_records:
+            return None
+        # The shard's queue drains at its limiter's rate; what it cannot send within its share
+        # of the TTL would expire there, so refuse it now (the policy decides) instead.
+        limiter, budget = q.limiter, s.record_ttl * TTL_SHARE
+        kinesis_records = q.queued_bytes / s.max_aggregate_size if s.aggregate else n
+        drain = max(
+            kinesis_records / limiter.records_per_second,
+            (q.queued_bytes + size) / limiter.bytes_per_second,
+        )
+        if drain <= budget:
+            return None
+        return (
+            f"shard {q.shard_id} has {n} records ({q.queued_bytes} bytes) queued, {drain:.1f} s "
+            f"of sending at its rate limit; records beyond {budget:.1f} s (half the "
+            f"{s.record_ttl} s record TTL) would expire before they are sent"
+        )
+
+    def add(
+        self,
+        data: bytes,
+        partition_key: str,
+        explicit_hash_key: int | None,
+        hash_key: int,
+        size: int,
+        future: ResultFuture,
+    ) -> bool:
+        """Queue a validated record whose result goes to ``future``, or apply the overflow
+        policy: ``Raise()`` raises ``BacklogFullError``, ``Drop()`` fails ``future`` with it.
+        False only under ``Block()`` with no room: then ``await accept(...)`` waits for it."""
+        q = self._queue_for(hash_key)
+        full = self._room(q, size)
+        if full is not None:
+            overflow = self.settings.overflow
             if isinstance(overflow, Raise):
-                raise BacklogFullError(self.backlog_message())
-            if isinstance(overflow, Drop):
-                loop = asyncio.get_running_loop()
-                future: asyncio.Future[PutResult] = loop.create_future()
-                err = BacklogFullError(self.backlog_message())
-                future.set_exception(err)
-                self.metrics.user_records_dropped += 1
-                self.notify_error(record, err)
-                return future
-            await self._wait_for_space(size, overflow, not_running)
-        now = self.clock()
-        future = asyncio.get_running_loop().create_future()
+                raise BacklogFullError(full)
+            if not isinstance(overflow, Drop):
+                return False
+            err = BacklogFullError(full)
+            future.set_exception(err)
+            self.metrics.user_records_dropped += 1
+            self.notify_error(ProducerRecord(data, partition_key, explicit_hash_key), err)
+            return True
         gen = self.generation
         p = _Pending(
-            record=record,
-            hash_key=hash_key,
-            size=size,
-            future=future,
-            created=now,
-            deadline=now + s.record_ttl,
-            generation=gen,
+            data, partition_key, explicit_hash_key, hash_key, size, future, self.clock(), gen
         )
         self.buffered_records += 1
         self.buffered_bytes += size
-        self.unresolved[gen] = self.unresolved.get(gen, 0) + 1
-        self.live.add(p)
-        self.metrics.record_size.record_value(max(1, len(record.data)))
-        self.enqueue(p, front=False)
-        return future
+        unresolved = self.unresolved
+        unresolved[gen] = unresolved.get(gen, 0) + 1
+        sizes = self.metrics.record_size_counts
+        n = len(data) or 1
+        sizes[n] = sizes.get(n, 0) + 1
+        self._append(q, p)
+        return True
 
-    async def _wait_for_space(
-        self, size: int, policy: Block, not_running: Callable[[], KinesioError]
+    async def accept(
+        self,
+        data: bytes,
+        partition_key: str,
+        explicit_hash_key: int | None,
+        hash_key: int,
+        size: int,
+        future: ResultFuture,
     ) -> None:
-        s = self.settings
+        """``add()``, waiting for room under ``Block()`` (raising ``BacklogFullError`` after
+        its timeout, or the closed error if the producer closes meanwhile)."""
+        while not self.add(data, partition_key, explicit_hash_key, hash_key, size, future):
+            await self._wait_for_space(hash_key, size, self.settings.overflow)
+
+    async def _wait_for_space(self, hash_key: int, size: int, policy: object) -> None:
+        timeout = policy.timeout if isinstance(policy, Block) else None
+        full: str | None = None
         try:
-            async with asyncio.timeout(policy.timeout):
-                while (
-                    self.buffered_records >= s.max_buffered_records
-                    or self.buffered_bytes + size > s.max_buffered_bytes
-                ):
+            async with asyncio.timeout(timeout):
+                while True:
                     if not self.running:
-                        raise not_running()
+                        raise self.not_running()
+                    full = self._room(self._queue_for(hash_key), size)
+                    if full is None:
+                        return
                     self.space.clear()
                     await self.space.wait()
         except TimeoutError:
-            raise BacklogFullError(
-                f"{self.backlog_message()}; no room after {policy.timeout} s"
-            ) from None
-        if not self.running:
-            raise not_running()
+            raise BacklogFullError(f"{full}; no room after {timeout} s") from None
 
-    def enqueue(self, p: _Pending, *, front: bool) -> None:
-        shard = self.map.shard_for(p.hash_key)
-        # No open shard covers the key only while the map is rebuilt: park it anywhere, the
-        # rebuild re-routes every queued record.
-        q = next(iter(self.queues.values())) if shard is None else self.queues[shard.shard_id]
+    def _append(self, q: _ShardQueue, p: _Pending) -> None:
         was_empty = self.queued_records == 0
-        if front:
-            q.queue.appendleft(p)
-        else:
-            q.queue.append(p)
+        q.queue.append(p)
         q.queued_bytes += p.size
         self.queued_records += 1
         self.queued_bytes += p.size
         s = self.settings
         if (
             was_empty
-            or front
             or (q.queued_bytes >= s.max_aggregate_size if s.aggregate else False)
             or self.queued_records == s.max_batch_records
             or self.queued_bytes >= s.max_batch_bytes
         ):
             self.wake.set()
+
+    def enqueue(self, p: _Pending, *, front: bool) -> None:
+        """Queue an accepted record again (a retry at the front, a re-route at the back)."""
+        q = self._queue_for(p.hash_key)
+        if not front:
+            self._append(q, p)
+            return
+        q.queue.appendleft(p)
+        q.queued_bytes += p.size
+        self.queued_records += 1
+        self.queued_bytes += p.size
+        self.wake.set()
 
     # -- flush ---------------------------------------------------------------------------------
 
@@ -310,29 +386,32 @@ class Accumulator:
         s = self.settings
         if s.aggregate and len(q.queue) > 1:
             builder = aggregation.AggregateBuilder(s.max_aggregate_size)
+            add = builder.try_add
             users: list[_Pending] = []
             for p in q.queue:
-                if not builder.try_add(p.record):
+                if not add(ProducerRecord(p.data, p.partition_key, p.explicit_hash_key)):
                     break
                 users.append(p)
             if len(users) > 1:
-                return users, builder, builder.size + len(users[0].record.partition_key.encode())
+                return users, builder, builder.size + len(users[0].partition_key.encode())
         head = q.queue[0]
         return [head], None, head.size
 
     def take(self, q: _ShardQueue, users: list[_Pending]) -> None:
         """Remove ``users`` (the front of ``q``, as ``pack`` gave them) for sending."""
-        for _ in users:
-            q.queue.popleft()
-        taken = sum(p.size for p in users)
+        popleft = q.queue.popleft
+        taken = 0
+        for p in users:
+            popleft()
+            taken += p.size
+            p.attempts += 1
         q.queued_bytes -= taken
         self.queued_records -= len(users)
         self.queued_bytes -= taken
-        for p in users:
-            p.attempts += 1
 
     def expire_heads(self, q: _ShardQueue, now: float) -> None:
-        while q.queue and q.queue[0].deadline <= now:
+        oldest_alive = now - self.settings.record_ttl
+        while q.queue and q.queue[0].created <= oldest_alive:
             p = q.queue.popleft()
             q.queued_bytes -= p.size
             self.queued_records -= 1
@@ -355,24 +434,31 @@ class Accumulator:
             q.queued_bytes = 0
         self.queued_records = self.queued_bytes = 0
 
-    def fail_orphans(self, err: KinesioError) -> None:
-        """Fail every accepted record no path resolved (a request cancelled mid-way)."""
-        orphans = [p for p in self.live if not p.future.done()]
-        if orphans:
-            self.fail_many(orphans, err)
-
     # -- resolving -----------------------------------------------------------------------------
 
-    def _release(self, p: _Pending) -> None:
-        self.live.discard(p)
-        self.buffered_records -= 1
-        self.buffered_bytes -= p.size
-        left = self.unresolved[p.generation] - 1
-        if left:
-            self.unresolved[p.generation] = left
-        else:
-            del self.unresolved[p.generation]
-            oldest = min(self.unresolved, default=None)
+    def release(self, users: Iterable[_Pending]) -> None:
+        """Take resolved records out of the backlog; wake flush() and blocked put() calls.
+
+        Called once per request with all its resolved records (not once per record)."""
+        unresolved = self.unresolved
+        records = nbytes = 0
+        emptied = False
+        for p in users:
+            records += 1
+            nbytes += p.size
+            gen = p.generation
+            left = unresolved[gen] - 1
+            if left:
+                unresolved[gen] = left
+            else:
+                del unresolved[gen]
+                emptied = True
+        if not records:
+            return
+        self.buffered_records -= records
+        self.buffered_bytes -= nbytes
+        if emptied and self.flush_waiters:
+            oldest = min(unresolved, default=None)
             for gen, waiter in list(self.flush_waiters):
                 if oldest is None or oldest > gen:
                     self.flush_waiters.remove((gen, waiter))
@@ -380,26 +466,15 @@ class Accumulator:
                         waiter.set_result(None)
         self.space.set()
 
-    def succeed(
-        self, p: _Pending, shard_id: str, sequence_number: str, sub: int, now: float
-    ) -> None:
-        # Resolve before releasing: the future's callbacks must be scheduled ahead of a
-        # flush() that the release may wake.
-        if not p.future.done():
-            p.future.set_result(PutResult(shard_id, sequence_number, sub, p.attempts))
-        self._release(p)
-        m = self.metrics
-        m.user_records_put += 1
-        m.user_bytes_put += len(p.record.data)
-        m.latency_ms.record_value(max(1, int((now - p.created) * 1000)))
-        m.attempts.record_value(max(1, p.attempts))
-
-    def fail_many(self, users: Sequence[_Pending], err: KinesioError) -> None:
+    def fail_many(self, users: list[_Pending], err: KinesioError) -> None:
+        """Fail accepted, unreleased records with ``err``: their futures (unless the caller
+        cancelled one), the backlog, the ``on_error`` hook and a ``RecordFailed`` event."""
+        self.metrics.user_records_failed += len(users)
         for p in users:
-            self.metrics.user_records_failed += 1
             if not p.future.done():
                 p.future.set_exception(err)
-            self._release(p)
+        self.release(users)
+        for p in users:
             self.notify_error(p.record, err)
 
     def notify_error(self, record: ProducerRecord, err: KinesioError) -> None:

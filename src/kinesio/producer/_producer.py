@@ -13,13 +13,12 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Self
 
 from aiobotocore.session import AioSession
 
-from kinesio import aggregation
 from kinesio._aws import AioKinesis, AWSConfig
 from kinesio._config import ProducerSettings
 from kinesio._errors import (
@@ -34,10 +33,11 @@ from kinesio._kinesis import KinesisAdminAPI, KinesisAPI
 from kinesio._models import ProducerRecord, PutResult
 from kinesio.events import Emitter, EventHook, ShardMapRefreshed
 from kinesio.metrics import ProducerMetrics, ProducerMetricsRecorder
-from kinesio.producer._accumulator import Accumulator, ErrorHook, PreparedRecord, await_hook
+from kinesio.producer._accumulator import Accumulator, ErrorHook, ResultFuture, await_hook
 from kinesio.producer._autosplit import AutoSplitter
 from kinesio.producer._sender import Sender
 from kinesio.producer._shard_map import ShardMap
+from kinesio.producer._validate import Checked, PreparedRecord, check
 
 __all__ = ["AsyncProducer", "ErrorHook", "MetricsHook", "PreparedRecord"]
 
@@ -98,6 +98,7 @@ class AsyncProducer:
         self._background: list[asyncio.Task[None]] = []
         self._fatal: BaseException | None = None
         self._metrics_past = ProducerMetrics()
+        self._loop: asyncio.AbstractEventLoop  # the loop start() ran in
         self._acc = Accumulator(
             self.settings,
             self._events,
@@ -105,6 +106,7 @@ class AsyncProducer:
             self._clock,
             self._spawn,
             ProducerMetricsRecorder(self._clock()),
+            self._not_running,
         )
         self._sender = Sender(
             self._acc, stream_name, self._events, self._kinesis_api, self._refresh_shard_map
@@ -157,6 +159,7 @@ class AsyncProducer:
             raise
         s = self.settings
         self._sender.max_in_flight = s.max_in_flight or min(24, max(4, 2 * len(self._acc.map)))
+        self._loop = asyncio.get_running_loop()
         self._state = "running"
         self._acc.running = True
         sender = asyncio.create_task(
@@ -231,7 +234,9 @@ class AsyncProducer:
         await asyncio.gather(*self._background, return_exceptions=True)
         # A request task cancelled before its first step never ran its own failure path, and
         # one cancelled while handling an answer may hold records it had not resolved yet.
-        acc.fail_orphans(closed)
+        orphans = self._sender.orphaned()
+        if orphans:
+            acc.fail_many(orphans, closed)
         if self._autosplit is not None:
             await self._autosplit.aclose()
         self._state = "closed"
@@ -272,11 +277,54 @@ class AsyncProducer:
         Raises at once, accepting nothing: ``ValidationError`` for non-bytes data, a partition
         key that is not 1–256 characters, data + key over ``max_record_size`` bytes, or a
         malformed explicit hash key (an int or decimal string in ``[0, 2**128)``);
-        ``ProducerClosedError`` after close. When the backlog is full, ``Block()`` waits (and
-        raises ``BacklogFullError`` after its timeout), ``Raise()`` raises
-        ``BacklogFullError``, ``Drop()`` returns a future failed with it.
+        ``ProducerClosedError`` after close. When the backlog is full — in all, or for the
+        record's shard, which may queue what its rate limit sends within half the record TTL
+        (never less than ``max_batch_records``), so that accepted records do not expire in
+        the queue — ``Block()`` waits (and raises ``BacklogFullError`` after its timeout),
+        ``Raise()`` raises ``BacklogFullError``, ``Drop()`` returns a future failed with it.
+        The future may be left unawaited: nothing is lost, and failures also reach
+        ``on_error``.
         """
-        return await self._accept(self.prepare(data, partition_key, explicit_hash_key))
+        if self._state != "running":
+            raise self._not_running()
+        checked = check(data, partition_key, explicit_hash_key, self.settings.max_record_size)
+        future: asyncio.Future[PutResult] = self._loop.create_future()
+        if not self._acc.add(*checked, future):
+            await self._acc.accept(*checked, future)
+        return future
+
+    async def put_many(
+        self, records: Iterable[tuple[bytes, str] | tuple[bytes, str, int | str | None]]
+    ) -> list[asyncio.Future[PutResult]]:
+        """Accept many records, each ``(data, partition_key[, explicit_hash_key])``, in order;
+        return their futures (as ``put()`` each would).
+
+        The same checks, backpressure and results as ``put()``, one call for the lot. A record
+        that fails validation raises ``ValidationError`` naming its index; the records before it
+        are accepted (their futures are lost to the caller only in that case: they still
+        resolve, and their failures reach ``on_error``). Under ``Raise()`` a full backlog raises
+        the same way.
+        """
+        if self._state != "running":
+            raise self._not_running()
+        max_size = self.settings.max_record_size
+        create, add = self._loop.create_future, self._acc.add
+        futures: list[asyncio.Future[PutResult]] = []
+        for i, record in enumerate(records):
+            try:
+                checked = check(*record, max_size)  # type: ignore[call-arg]
+            except ValidationError as exc:
+                raise ValidationError(f"record {i}: {exc}") from exc
+            except TypeError as exc:
+                raise ValidationError(
+                    f"record {i}: expected (data, partition_key[, explicit_hash_key]), "
+                    f"got {record!r:.80}"
+                ) from exc
+            future: asyncio.Future[PutResult] = create()
+            if not add(*checked, future):
+                await self._acc.accept(*checked, future)
+            futures.append(future)
+        return futures
 
     def prepare(
         self,
@@ -290,43 +338,37 @@ class AsyncProducer:
         """
         if self._state != "running":
             raise self._not_running()
-        if not isinstance(data, bytes):
-            if isinstance(data, bytearray | memoryview):
-                data = bytes(data)
-            else:
-                raise ValidationError(
-                    f"data must be bytes, got {type(data).__name__}"
-                    + (" (encode the str first)" if isinstance(data, str) else "")
-                )
-        if not isinstance(partition_key, str):
-            raise ValidationError(
-                f"partition_key must be a str, got {type(partition_key).__name__}"
-            )
-        if not 1 <= len(partition_key) <= 256:
-            raise ValidationError(
-                f"partition_key must be 1 to 256 characters, got {len(partition_key)}"
-            )
-        if isinstance(explicit_hash_key, bool):
-            raise ValidationError("explicit_hash_key must be an int or a decimal str, not bool")
-        size = len(data) + len(partition_key.encode())
-        if size > self.settings.max_record_size:
-            raise ValidationError(
-                f"record of {size} bytes (data + partition key) exceeds max_record_size "
-                f"{self.settings.max_record_size}"
-            )
-        hash_key = aggregation.hash_key(partition_key, explicit_hash_key)
-        ehk = None if explicit_hash_key is None else hash_key
-        return PreparedRecord(ProducerRecord(data, partition_key, ehk), hash_key, size)
+        data, pk, ehk, hash_key, size = check(
+            data, partition_key, explicit_hash_key, self.settings.max_record_size
+        )
+        return PreparedRecord(ProducerRecord(data, pk, ehk), hash_key, size)
+
+    def _check(
+        self, data: bytes, partition_key: str, explicit_hash_key: int | str | None
+    ) -> Checked:
+        """``prepare()`` without the object, for the blocking Producer's calling thread."""
+        if self._state != "running":
+            raise self._not_running()
+        return check(data, partition_key, explicit_hash_key, self.settings.max_record_size)
 
     def backlog_full(self, extra_records: int = 0, extra_bytes: int = 0) -> bool:
         """Whether the backlog (plus ``extra_*`` about to be added) is at its limits."""
         return self._acc.backlog_full(extra_records, extra_bytes)
 
-    async def _accept(self, prepared: PreparedRecord) -> asyncio.Future[PutResult]:
-        """Apply the overflow policy and queue a prepared record (see ``put``)."""
+    def _offer(self, checked: Checked, future: ResultFuture) -> bool:
+        """Queue a checked record whose result goes to ``future`` unless it must wait for room
+        (then False: ``await _accept(...)``). The blocking Producer's loop side."""
         if self._state != "running":
             raise self._not_running()
-        return await self._acc.accept(prepared, self._not_running)
+        return self._acc.add(*checked, future)
+
+    async def _accept(self, checked: Checked, future: ResultFuture) -> None:
+        """Queue a checked record whose result goes to ``future`` (the blocking Producer's
+        loop side); raises what ``put()`` raises for a closed producer or a full backlog."""
+        if self._state != "running":
+            raise self._not_running()
+        if not self._acc.add(*checked, future):
+            await self._acc.accept(*checked, future)
 
     async def put_and_wait(
         self,

@@ -9,6 +9,7 @@ front of their shard's queue with a backoff, until their TTL.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from collections import Counter
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 from kinesio._errors import KinesioError, ProducerClosedError
 from kinesio._kinesis import KinesisAPI
-from kinesio._models import PutRecordsEntry, PutRecordsResultEntry
+from kinesio._models import PutRecordsEntry, PutRecordsResultEntry, PutResult
 from kinesio.events import Emitter, PutRecordsSent, Throttled
 from kinesio.producer._accumulator import Accumulator, Packed, _Pending, _ShardQueue
 from kinesio.producer._autosplit import AutoSplitter
@@ -43,10 +44,9 @@ class _Entry:
 def _entry(users: list[_Pending], packed: Packed) -> PutRecordsEntry:
     head = users[0]
     if packed is not None:
-        return PutRecordsEntry(packed.build(), head.record.partition_key, str(head.hash_key))
-    r = head.record
-    ehk = None if r.explicit_hash_key is None else str(r.explicit_hash_key)
-    return PutRecordsEntry(r.data, r.partition_key, ehk)
+        return PutRecordsEntry(packed.build(), head.partition_key, str(head.hash_key))
+    ehk = head.explicit_hash_key
+    return PutRecordsEntry(head.data, head.partition_key, None if ehk is None else str(ehk))
 
 
 class Sender:
@@ -71,6 +71,9 @@ class Sender:
         self.in_flight = 0
         self.in_flight_by_epoch: Counter[int] = Counter()
         self.tasks: set[asyncio.Task[None]] = set()
+        # Requests whose task was cancelled or crashed: their records may be neither resolved
+        # nor queued again, and aclose() fails whatever of them is still unresolved.
+        self.orphans: list[list[_Entry]] = []
         self._rr = 0
         self._rng = random.Random()
 
@@ -106,8 +109,19 @@ class Sender:
                 e.shard.in_flight += 1
             task = asyncio.create_task(self._send(entries, acc.map_epoch))
             self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            task.add_done_callback(functools.partial(self._request_done, entries))
         return wait
+
+    def _request_done(self, entries: list[_Entry], task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if task.cancelled() or task.exception() is not None:
+            self.orphans.append(entries)
+
+    def orphaned(self) -> list[_Pending]:
+        """The records of cancelled or crashed requests that have no result yet."""
+        return [
+            p for entries in self.orphans for e in entries for p in e.users if not p.future.done()
+        ]
 
     def _build_request(self, now: float) -> tuple[list[_Entry], float | None]:
         acc = self.acc
@@ -115,6 +129,10 @@ class Sender:
         if ready is None or ready > 0:
             return [], ready
         s = self.settings
+        if not (s.aggregate or s.ordered):
+            hold = self._hold_for_a_full_request(now)
+            if hold is not None:
+                return [], hold
         entries: list[_Entry] = []
         request_bytes = 0
         wait: float | None = None
@@ -154,6 +172,49 @@ class Sender:
             if len(entries) >= s.max_batch_records:
                 break
         return entries, wait
+
+    def _hold_for_a_full_request(self, now: float) -> float | None:
+        """Seconds to wait for a full request while the limiters hold records back; None to
+        build one now.
+
+        Without this, every answer woke the sender to a backlog over ``max_batch_records``, and
+        each shard gave the next request only the tokens it had gained during the last round
+        trip: many small requests (one costs ~2.8 ms of client CPU) paced by the sink's latency.
+        A request goes once the shards' tokens cover a full one, or when waiting longer would
+        not fill it: nothing is held back, or a held-back shard's bucket is nearly full (its
+        tokens would go to waste). Records wait at most what the limiter makes them wait anyway.
+        """
+        s = self.settings
+        acc = self.acc
+        sendable = sendable_bytes = 0.0
+        gaining = 0.0  # records per second the held-back shards add to the next request
+        held_back = False
+        for q in acc.queues.values():
+            if not q.queue:
+                continue
+            acc.expire_heads(q, now)
+            n = len(q.queue)
+            if not n or q.not_before > now:
+                continue
+            size = q.queued_bytes / n
+            count, rate, bucket_full = q.limiter.admissible(size, now)
+            if count < n:
+                if bucket_full:
+                    return None
+                held_back = True
+                gaining += rate
+            else:
+                count = n
+            sendable += count
+            sendable_bytes += count * size
+        if (
+            not held_back
+            or sendable >= s.max_batch_records
+            or sendable_bytes >= s.max_batch_bytes
+            or gaining <= 0
+        ):
+            return None
+        return min(1.0, max(0.001, (s.max_batch_records - sendable) / gaining))
 
     async def _send(self, entries: list[_Entry], epoch: int) -> None:
         acc = self.acc
@@ -250,39 +311,53 @@ class Sender:
         throttled: Counter[_ShardQueue] = Counter()
         failed: set[_ShardQueue] = set()
         misplaced: list[tuple[_Entry, PutRecordsResultEntry]] = []
+        delivered: list[list[_Pending]] = []
         stale_map = False
         for e, r in zip(entries, results, strict=True):
-            if r.error_code is None and r.shard_id is not None and r.sequence_number is not None:
+            shard_id, sequence_number = r.shard_id, r.sequence_number
+            if r.error_code is None and shard_id is not None and sequence_number is not None:
                 m.kinesis_records_put += 1
-                tally = None
-                if tallies is not None:
-                    tally = tally_of(tallies, r.shard_id)
-                    tally.kinesis_records_put += 1
-                    tally.kinesis_bytes_put += len(e.entry.data)
-                if r.shard_id != e.shard.shard_id:
+                users = e.users
+                if shard_id != e.shard.shard_id:
                     stale_map = True
-                    if len(e.users) > 1:
+                    if len(users) > 1:
                         # The aggregate was routed by its first record's hash key to a shard we
                         # did not predict: its other records may lie outside that shard's range,
                         # and consumers drop those. Decide per record once the map is fresh.
                         misplaced.append((e, r))
+                        if tallies is not None:
+                            tally = tally_of(tallies, shard_id)
+                            tally.kinesis_records_put += 1
+                            tally.kinesis_bytes_put += len(e.entry.data)
                         continue
-                for i, p in enumerate(e.users):
-                    acc.succeed(p, r.shard_id, r.sequence_number, i if len(e.users) > 1 else 0, now)
-                if tally is not None:
-                    for p in e.users:
+                if len(users) == 1:
+                    p = users[0]
+                    if not p.future.done():
+                        p.future.set_result(PutResult(shard_id, sequence_number, 0, p.attempts))
+                else:
+                    for i, p in enumerate(users):
+                        if not p.future.done():
+                            p.future.set_result(PutResult(shard_id, sequence_number, i, p.attempts))
+                delivered.append(users)
+                if tallies is not None:
+                    tally = tally_of(tallies, shard_id)
+                    tally.kinesis_records_put += 1
+                    tally.kinesis_bytes_put += len(e.entry.data)
+                    for p in users:
                         tally.delivered(p, sent, now)
             else:
                 code = r.error_code or "MissingResult"
-                if code in THROTTLE_CODES:
+                throttle = code in THROTTLE_CODES
+                if throttle:
                     m.throttled += 1
                     throttled[e.shard] += 1
                 failed.add(e.shard)
                 if tallies is not None:
-                    tally_of(tallies, e.shard.shard_id).failed(
-                        len(e.users), code, code in THROTTLE_CODES
-                    )
+                    tally_of(tallies, e.shard.shard_id).failed(len(e.users), code, throttle)
                 self._retry(e.users, code, now)
+        # Results first, then the backlog: the futures' callbacks are scheduled ahead of a
+        # flush() that the release may wake.
+        self._delivered(delivered, now)
         if self.autosplit is not None:
             self._count_for_autosplit(entries, results)
         for q in failed:
@@ -303,23 +378,58 @@ class Sender:
             except KinesioError as exc:
                 logger.warning("shard map refresh failed: %s", exc)
         if misplaced:
-            now = acc.clock()
-            for e, r in misplaced:
-                assert r.shard_id is not None
-                assert r.sequence_number is not None
-                actual = acc.map.get(r.shard_id)
-                retry: list[_Pending] = []
-                for i, p in enumerate(e.users):
-                    if actual is not None and actual.contains(p.hash_key):
-                        acc.succeed(p, r.shard_id, r.sequence_number, i, now)
-                        if tallies is not None:
-                            tally_of(tallies, r.shard_id).delivered(p, sent, now)
-                    else:
-                        retry.append(p)
-                if tallies is not None:
-                    tally_of(tallies, r.shard_id).user_records_failed += len(retry)
-                if retry:
-                    self._retry(retry, "WrongShard", now)
+            self._settle_misplaced(misplaced, tallies, sent)
+
+    def _settle_misplaced(
+        self,
+        misplaced: list[tuple[_Entry, PutRecordsResultEntry]],
+        tallies: dict[str, Tally] | None,
+        sent: float,
+    ) -> None:
+        """Per record of aggregates that landed on an unexpected shard: delivered if the
+        (refreshed) shard's range holds its hash key, else sent again."""
+        now = self.acc.clock()
+        delivered: list[list[_Pending]] = []
+        for e, r in misplaced:
+            assert r.shard_id is not None
+            assert r.sequence_number is not None
+            actual = self.acc.map.get(r.shard_id)
+            landed: list[_Pending] = []
+            retry: list[_Pending] = []
+            for i, p in enumerate(e.users):
+                if actual is not None and actual.contains(p.hash_key):
+                    if not p.future.done():
+                        p.future.set_result(PutResult(r.shard_id, r.sequence_number, i, p.attempts))
+                    landed.append(p)
+                    if tallies is not None:
+                        tally_of(tallies, r.shard_id).delivered(p, sent, now)
+                else:
+                    retry.append(p)
+            delivered.append(landed)
+            if tallies is not None:
+                tally_of(tallies, r.shard_id).user_records_failed += len(retry)
+            if retry:
+                self._retry(retry, "WrongShard", now)
+        self._delivered(delivered, now)
+
+    def _delivered(self, delivered: list[list[_Pending]], now: float) -> None:
+        """Count delivered records (their futures already resolved) and release them."""
+        m = self.acc.metrics
+        latency, attempts = m.latency_counts, m.attempts_counts
+        records = nbytes = 0
+        for users in delivered:
+            records += len(users)
+            for p in users:
+                ms = int((now - p.created) * 1000.0) or 1
+                latency[ms] = latency.get(ms, 0) + 1
+                n = p.attempts
+                attempts[n] = attempts.get(n, 0) + 1
+                nbytes += len(p.data)
+        m.user_records_put += records
+        m.user_bytes_put += nbytes
+        release = self.acc.release
+        for users in delivered:
+            release(users)
 
     def _count_for_autosplit(
         self, entries: list[_Entry], results: list[PutRecordsResultEntry]
@@ -338,10 +448,10 @@ class Sender:
     def _retry(self, users: Sequence[_Pending], code: str, now: float) -> None:
         """Put failed records back at the front of their (re-predicted) shard queues."""
         acc = self.acc
-        max_attempts = self.settings.max_attempts
+        max_attempts, ttl = self.settings.max_attempts, self.settings.record_ttl
         for p in reversed(users):
             p.last_error = code
-            if now >= p.deadline or (max_attempts is not None and p.attempts >= max_attempts):
+            if now >= p.created + ttl or (max_attempts is not None and p.attempts >= max_attempts):
                 acc.fail_many([p], acc.expired(p))
             elif acc.closed:
                 acc.fail_many([p], ProducerClosedError("the producer is closed"))

@@ -76,7 +76,7 @@ class Tally:
         self.user_records_put += 1
         if p.attempts > 1:
             self.user_records_recovered += 1
-        self.user_bytes_put += len(p.record.data)
+        self.user_bytes_put += len(p.data)
         self.latency_ms.add((now - p.created) * 1000.0)
         self.buffering_ms.add(max(0.0, sent - p.created) * 1000.0)
         self.retries.add(max(0, p.attempts - 1))
