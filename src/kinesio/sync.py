@@ -28,6 +28,7 @@ from kinesio.consumer._checkpointer import Checkpointer
 from kinesio.consumer._consumer import AsyncConsumer, RecordProcessor
 from kinesio.events import EventHook
 from kinesio.metrics import ProducerMetrics
+from kinesio.producer._blocking_future import PutFuture
 from kinesio.producer._producer import AsyncProducer, ErrorHook, MetricsHook
 from kinesio.producer._validate import Checked
 
@@ -62,7 +63,10 @@ class Producer:
         self._portal_cm: AbstractContextManager[BlockingPortal] = start_blocking_portal("asyncio")
         self._portal = self._portal_cm.__enter__()
         self._closed = False
-        self._inbox: list[tuple[Checked, concurrent.futures.Future[PutResult]]] = []
+        # Two parallel lists rather than a list of pairs: one object fewer per record for the
+        # garbage collector to walk while records wait to cross.
+        self._inbox: list[Checked] = []
+        self._inbox_futures: list[PutFuture] = []
         self._cond = threading.Condition()
         self._drain_scheduled = False
         self._drain_task: asyncio.Task[None] | None = None
@@ -109,10 +113,8 @@ class Producer:
         if self._closed:
             raise ProducerClosedError("the producer is closed")
         checked = self._core._check(data, partition_key, explicit_hash_key)
-        target: concurrent.futures.Future[PutResult] = concurrent.futures.Future()
-        # Running from the start: the loop thread resolves it directly, and a cancel() from the
-        # caller cannot race that (a record, once put, is reported, never silently dropped).
-        target.set_running_or_notify_cancel()
+        # Running from the start (cancel() returns False): the loop thread resolves it directly.
+        target = PutFuture()
         with self._cond:
             if isinstance(self._core.settings.overflow, Raise) and self._core.backlog_full(
                 len(self._inbox), checked[4]
@@ -122,7 +124,8 @@ class Producer:
                 self._cond.wait()
             if self._closed:
                 raise ProducerClosedError("the producer is closed")
-            self._inbox.append((checked, target))
+            self._inbox.append(checked)
+            self._inbox_futures.append(target)
             wake = not self._drain_scheduled
             self._drain_scheduled = True
         if wake:
@@ -137,12 +140,13 @@ class Producer:
         while True:
             with self._cond:
                 batch, self._inbox = self._inbox, []
+                targets, self._inbox_futures = self._inbox_futures, []
                 if not batch:
                     self._drain_scheduled = False
                     return
                 self._cond.notify_all()
             offer, accept = self._core._offer, self._core._accept
-            for checked, target in batch:
+            for checked, target in zip(batch, targets, strict=True):
                 # The core resolves ``target`` itself: no asyncio future, no callback between.
                 try:
                     if not offer(checked, target):

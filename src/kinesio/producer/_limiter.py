@@ -84,7 +84,9 @@ class ShardLimiter:
         per_record = max(1.0, record_bytes)
         count = min(records.tokens, nbytes.tokens / per_record)
         rate = min(records.rate, nbytes.rate / per_record)
-        full = records.tokens >= 0.9 * records.capacity or nbytes.tokens >= 0.9 * nbytes.capacity
+        # Full means the bucket that binds (records or bytes) is: the other may well be full
+        # while the binding one is empty, and waiting then wastes nothing.
+        full = count >= 0.9 * min(records.capacity, nbytes.capacity / per_record)
         return count, rate, full
 
     def wait_time(self, nbytes: int, now: float, records: int = 1) -> float:

@@ -312,7 +312,12 @@ class AsyncProducer:
         futures: list[asyncio.Future[PutResult]] = []
         for i, record in enumerate(records):
             try:
-                checked = check(*record, max_size)  # type: ignore[call-arg]
+                if len(record) == 2:
+                    checked = check(record[0], record[1], None, max_size)
+                elif len(record) == 3:
+                    checked = check(record[0], record[1], record[2], max_size)
+                else:
+                    raise TypeError
             except ValidationError as exc:
                 raise ValidationError(f"record {i}: {exc}") from exc
             except TypeError as exc:
