@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import sys
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
@@ -99,6 +101,8 @@ class _ShardQueue:
         "not_before",
         "queue",
         "queued_bytes",
+        "room_bytes",
+        "room_len",
         "shard_id",
     )
 
@@ -110,6 +114,10 @@ class _ShardQueue:
         self.in_flight = 0
         self.not_before = 0.0
         self.backoff_level = 0
+        # What the queue may hold within its share of the TTL at the limiter's current rate
+        # (see Accumulator._room); 0 until first computed.
+        self.room_len = 0
+        self.room_bytes = 0
 
 
 Packed = aggregation.AggregateBuilder | None  # an aggregate to build, or a lone record
@@ -154,6 +162,15 @@ class Accumulator:
         self.flush_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self.flushing = 0
         self.wake = asyncio.Event()  # the sender's: something may be ready to send
+        # The shard map as parallel lists of hash ranges and queues, for add()'s lookup.
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+        self._by_index: list[_ShardQueue] = []
+        s = settings
+        self._shard_floor = s.max_batch_records  # a shard queue shorter than this always fits
+        self._max_records, self._max_bytes = s.max_buffered_records, s.max_buffered_bytes
+        self._batch_records, self._batch_bytes = s.max_batch_records, s.max_batch_bytes
+        self._aggregate, self._aggregate_size = s.aggregate, s.max_aggregate_size
         self.space = asyncio.Event()  # blocked put() calls': the backlog shrank
 
     # -- the shard map -------------------------------------------------------------------------
@@ -178,6 +195,10 @@ class Accumulator:
         }
         self.map = new
         self.map_epoch += 1
+        opened = new.open_shards  # sorted by starting hash key
+        self._starts = [sh.starting_hash_key for sh in opened]
+        self._ends = [sh.ending_hash_key for sh in opened]
+        self._by_index = [self.queues[sh.shard_id] for sh in opened]
         moved = [p for q in old_queues.values() for p in q.queue]
         if any(q.shard_id not in self.queues for q in old_queues.values() if q.queue):
             # Re-route every queued record under the new map, keeping put order per key.
@@ -228,23 +249,30 @@ class Accumulator:
                 f"{s.max_buffered_bytes})"
             )
         n = len(q.queue)
-        if n < s.max_batch_records:
-            return None
         # The shard's queue drains at its limiter's rate; what it cannot send within its share
-        # of the TTL would expire there, so refuse it now (the policy decides) instead.
+        # of the TTL would expire there, so refuse it now (the policy decides) instead. The
+        # bound is kept on the queue for add()'s fast path until the rate changes.
         limiter, budget = q.limiter, s.record_ttl * TTL_SHARE
-        kinesis_records = q.queued_bytes / s.max_aggregate_size if s.aggregate else n
-        drain = max(
-            kinesis_records / limiter.records_per_second,
-            (q.queued_bytes + size) / limiter.bytes_per_second,
-        )
-        if drain <= budget:
+        rps, bps = limiter.records_per_second, limiter.bytes_per_second
+        if s.aggregate:  # bytes bound both: aggregates are ~max_aggregate_size each
+            q.room_len = sys.maxsize
+            q.room_bytes = int(min(bps, rps * s.max_aggregate_size) * budget)
+        else:
+            q.room_len = int(rps * budget)
+            q.room_bytes = int(bps * budget)
+        if n < s.max_batch_records or (n < q.room_len and q.queued_bytes + size <= q.room_bytes):
             return None
+        kinesis_records = q.queued_bytes / s.max_aggregate_size if s.aggregate else n
+        drain = max(kinesis_records / rps, (q.queued_bytes + size) / bps)
         return (
             f"shard {q.shard_id} has {n} records ({q.queued_bytes} bytes) queued, {drain:.1f} s "
             f"of sending at its rate limit; records beyond {budget:.1f} s (half the "
             f"{s.record_ttl} s record TTL) would expire before they are sent"
         )
+
+    def rate_changed(self, q: _ShardQueue) -> None:
+        """``q``'s limiter slowed down: recompute its bound at the next add()."""
+        q.room_len = q.room_bytes = 0
 
     def add(
         self,
@@ -258,9 +286,16 @@ class Accumulator:
         """Queue a validated record whose result goes to ``future``, or apply the overflow
         policy: ``Raise()`` raises ``BacklogFullError``, ``Drop()`` fails ``future`` with it.
         False only under ``Block()`` with no room: then ``await accept(...)`` waits for it."""
-        q = self._queue_for(hash_key)
-        full = self._room(q, size)
-        if full is not None:
+        # The shard lookup and the bounds, inlined: this runs once per user record.
+        i = bisect_right(self._starts, hash_key) - 1
+        q = self._by_index[i] if i >= 0 and hash_key <= self._ends[i] else self._queue_for(hash_key)
+        queue = q.queue
+        n = len(queue)
+        if (
+            (n >= self._shard_floor and (n >= q.room_len or q.queued_bytes + size > q.room_bytes))
+            or self.buffered_records >= self._max_records
+            or self.buffered_bytes + size > self._max_bytes
+        ) and (full := self._room(q, size)) is not None:
             overflow = self.settings.overflow
             if isinstance(overflow, Raise):
                 raise BacklogFullError(full)
@@ -272,8 +307,10 @@ class Accumulator:
             self.notify_error(ProducerRecord(data, partition_key, explicit_hash_key), err)
             return True
         gen = self.generation
-        p = _Pending(
-            data, partition_key, explicit_hash_key, hash_key, size, future, self.clock(), gen
+        queue.append(
+            _Pending(
+                data, partition_key, explicit_hash_key, hash_key, size, future, self.clock(), gen
+            )
         )
         self.buffered_records += 1
         self.buffered_bytes += size
@@ -282,7 +319,16 @@ class Accumulator:
         sizes = self.metrics.record_size_counts
         n = len(data) or 1
         sizes[n] = sizes.get(n, 0) + 1
-        self._append(q, p)
+        q.queued_bytes += size
+        queued = self.queued_records = self.queued_records + 1
+        self.queued_bytes += size
+        if (
+            queued == 1
+            or queued == self._batch_records
+            or (self._aggregate and q.queued_bytes >= self._aggregate_size)
+            or self.queued_bytes >= self._batch_bytes
+        ):
+            self.wake.set()
         return True
 
     async def accept(

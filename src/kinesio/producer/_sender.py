@@ -363,6 +363,7 @@ class Sender:
         for q in failed:
             if q in throttled:
                 q.limiter.on_throttled()
+                acc.rate_changed(q)
                 self.events.emit(
                     Throttled(operation="PutRecords", shard_id=q.shard_id, records=throttled[q])
                 )
