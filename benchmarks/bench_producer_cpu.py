@@ -23,7 +23,6 @@ Clients (each with its defaults, unless noted):
     ``SimpleAggregator`` (one record per Kinesis record); both with a pass-through bytes
     serializer instead of its default JSON. Its KPL aggregator refuses per-record partition
     keys: every user record gets the key "a" and each aggregate a random outer key.
-  - kinesio ``AsyncProducer.put_many`` with batches of 1000 records (the bulk API).
   - aiokpl ``Producer`` (PyPI ``aiokpl``) with ``aggregation_enabled`` on / off: real partition
     keys, shard prediction, per-shard limits and a per-record ``Outcome``. Its ``flush()`` does
     not wait for the sends, so the run awaits every record's outcome before the clock stops.
@@ -82,7 +81,7 @@ KPL_AGGREGATE_SIZE = 51_200
 
 @dataclass(frozen=True)
 class Case:
-    client: str  # "kinesio", "kinesio-sync", "kinesio-many", "async-kinesis", "aiokpl", "boto3"
+    client: str  # "kinesio", "kinesio-sync", "async-kinesis", "aiokpl", "boto3"
     aggregate: bool
     records: int
     stream: str = ""
@@ -150,25 +149,6 @@ def run_kinesio_sync(case: Case, data: list[bytes], keys: list[str], meter: Mete
         for d, k in zip(data, keys, strict=True):
             put(d, k)
         producer.flush()
-        meter.stop()
-        m = producer.metrics()
-    return (
-        f"put {m.user_records_put}, failed {m.user_records_failed}, throttled {m.throttled}, "
-        f"{m.put_records_calls} PutRecords calls of {m.kinesis_records_put} Kinesis records"
-    )
-
-
-async def run_kinesio_many(case: Case, data: list[bytes], keys: list[str], meter: Meter) -> str:
-    from kinesio import AsyncProducer, ProducerSettings
-
-    settings = ProducerSettings(aggregate=case.aggregate)
-    async with AsyncProducer(
-        case.stream, settings=settings, endpoint_url=case.endpoint, region_name=REGION
-    ) as producer:
-        meter.start()
-        for i in range(0, len(data), 1000):  # a bulk loader's batches
-            await producer.put_many(list(zip(data[i : i + 1000], keys[i : i + 1000], strict=True)))
-        await producer.flush()
         meter.stop()
         m = producer.metrics()
     return (
@@ -263,8 +243,6 @@ def child(case: Case) -> None:
         note = asyncio.run(run_kinesio(case, data, keys, meter))
     elif case.client == "kinesio-sync":
         note = run_kinesio_sync(case, data, keys, meter)
-    elif case.client == "kinesio-many":
-        note = asyncio.run(run_kinesio_many(case, data, keys, meter))
     elif case.client == "async-kinesis":
         note = asyncio.run(run_async_kinesis(case, data, keys, meter))
     elif case.client == "aiokpl":
@@ -477,7 +455,6 @@ def run_case(case: Case, kinesis: Any, env: dict[str, str], shards: int) -> Outc
 
 LABELS: dict[str, str] = {
     "kinesio": "kinesio AsyncProducer",
-    "kinesio-many": "kinesio AsyncProducer.put_many",
     "kinesio-sync": "kinesio Producer (blocking)",
     "async-kinesis": f"async-kinesis {ASYNC_KINESIS_VERSION}",
     "aiokpl": f"aiokpl {AIOKPL_VERSION}",
@@ -534,7 +511,7 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument(
         "--clients",
-        default="kinesio,kinesio-many,kinesio-sync,async-kinesis,aiokpl,boto3",
+        default="kinesio,kinesio-sync,async-kinesis,aiokpl,boto3",
         help="comma-separated subset of: " + ", ".join(LABELS),
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)

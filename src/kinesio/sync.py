@@ -42,8 +42,12 @@ class Producer:
     ``concurrent.futures.Future`` of the record's :class:`PutResult`. Records cross to the
     event-loop thread in batches, so a put costs no thread round trip. Backpressure: ``put()``
     blocks while ``max_buffered_records`` records wait to cross (and, under ``Block()``, while
-    the producer's backlog is full); under ``Raise()`` it raises ``BacklogFullError``, under
-    ``Drop()`` the returned future fails with it. Arguments are those of :class:`AsyncProducer`.
+    the producer's backlog is full); under ``Raise()`` it raises ``BacklogFullError`` when the
+    whole backlog is full, under ``Drop()`` the returned future fails with it. A record refused
+    on the loop thread by its shard's bound (see ``AsyncProducer.put``) fails its future with
+    ``BacklogFullError`` under ``Raise()`` too: it has already crossed. The futures are
+    :class:`concurrent.futures.Future` objects, running from the start (``cancel()`` returns
+    False). Arguments are those of :class:`AsyncProducer`.
     """
 
     def __init__(

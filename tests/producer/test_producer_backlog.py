@@ -1,12 +1,10 @@
-"""The per-shard backlog bound, full unaggregated requests under the limiter, put_many."""
+"""The per-shard backlog bound, and full unaggregated requests under the limiter."""
 
 from __future__ import annotations
 
-import pytest
-
 from _streams import all_user_records
 from kinesio._config import Drop, ProducerSettings, Raise
-from kinesio._errors import BacklogFullError, ValidationError
+from kinesio._errors import BacklogFullError
 from kinesio._models import PutResult
 from kinesio.producer import AsyncProducer
 from kinesio.testing import Fault, InMemoryKinesis
@@ -101,30 +99,3 @@ async def test_unaggregated_requests_go_full_under_the_limiter() -> None:
     assert m.user_records_put == 20_000
     assert m.user_records_failed == 0
     assert m.kinesis_records_put / m.put_records_calls >= 400, m.put_records_calls
-
-
-async def test_put_many_returns_the_futures_in_order() -> None:
-    kinesis = await make_stream(2)
-    settings = ProducerSettings(linger=0.01)
-    async with AsyncProducer(STREAM, kinesis=kinesis, settings=settings) as producer:
-        records: list[tuple[bytes, str] | tuple[bytes, str, int | str | None]] = [
-            (b"%d" % i, f"k{i}") for i in range(1000)
-        ]
-        records.append((b"pinned", "any", 0))
-        futures = await producer.put_many(records)
-        await producer.flush()
-        with pytest.raises(ValidationError, match="record 1:"):
-            await producer.put_many([(b"ok", "k"), (b"bad", "")])
-        with pytest.raises(ValidationError, match="record 0:"):
-            await producer.put_many([(b"too", "many", None, 4)])  # type: ignore[list-item]
-        await producer.flush()
-    assert len(futures) == 1001
-    assert all(isinstance(f.result(), PutResult) for f in futures)
-    pinned = futures[-1].result()
-    lowest = producer.shard_map.shard_for(0)
-    assert lowest is not None
-    assert pinned.shard_id == lowest.shard_id
-    stored = await all_user_records(kinesis, STREAM)
-    # 1001 from the first call and the valid record before the bad one in the second
-    assert len(stored) == 1002
-    assert {r.data for r in stored} >= {b"%d" % i for i in range(1000)}

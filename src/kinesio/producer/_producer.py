@@ -13,7 +13,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Self
 
@@ -292,44 +292,6 @@ class AsyncProducer:
         if not self._acc.add(*checked, future):
             await self._acc.accept(*checked, future)
         return future
-
-    async def put_many(
-        self, records: Iterable[tuple[bytes, str] | tuple[bytes, str, int | str | None]]
-    ) -> list[asyncio.Future[PutResult]]:
-        """Accept many records, each ``(data, partition_key[, explicit_hash_key])``, in order;
-        return their futures (as ``put()`` each would).
-
-        The same checks, backpressure and results as ``put()``, one call for the lot. A record
-        that fails validation raises ``ValidationError`` naming its index; the records before it
-        are accepted (their futures are lost to the caller only in that case: they still
-        resolve, and their failures reach ``on_error``). Under ``Raise()`` a full backlog raises
-        the same way.
-        """
-        if self._state != "running":
-            raise self._not_running()
-        max_size = self.settings.max_record_size
-        create, add = self._loop.create_future, self._acc.add
-        futures: list[asyncio.Future[PutResult]] = []
-        for i, record in enumerate(records):
-            try:
-                if len(record) == 2:
-                    checked = check(record[0], record[1], None, max_size)
-                elif len(record) == 3:
-                    checked = check(record[0], record[1], record[2], max_size)
-                else:
-                    raise TypeError
-            except ValidationError as exc:
-                raise ValidationError(f"record {i}: {exc}") from exc
-            except TypeError as exc:
-                raise ValidationError(
-                    f"record {i}: expected (data, partition_key[, explicit_hash_key]), "
-                    f"got {record!r:.80}"
-                ) from exc
-            future: asyncio.Future[PutResult] = create()
-            if not add(*checked, future):
-                await self._acc.accept(*checked, future)
-            futures.append(future)
-        return futures
 
     def prepare(
         self,
