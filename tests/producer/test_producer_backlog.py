@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+import pytest
+
 from _streams import all_user_records
 from kinesio._config import Drop, ProducerSettings, Raise
 from kinesio._errors import BacklogFullError
@@ -99,3 +104,36 @@ async def test_unaggregated_requests_go_full_under_the_limiter() -> None:
     assert m.user_records_put == 20_000
     assert m.user_records_failed == 0
     assert m.kinesis_records_put / m.put_records_calls >= 400, m.put_records_calls
+
+
+async def test_a_crash_while_building_a_request_fails_its_records_never_loses_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A bug in the send path (here: building the second Kinesis record of a request) stops
+    # the producer; the records already taken for that request are in no queue and in no
+    # request, and must still fail through their futures.
+    from kinesio.producer import _sender
+
+    built = 0
+    real_entry = _sender._entry
+
+    def flaky(users: list[Any], packed: Any) -> Any:
+        nonlocal built
+        built += 1
+        if built == 2:
+            raise RuntimeError("bug")
+        return real_entry(users, packed)
+
+    monkeypatch.setattr(_sender, "_entry", flaky)
+    kinesis = await make_stream(1)
+    settings = ProducerSettings(aggregate=False, linger=0.01)
+    producer = AsyncProducer(STREAM, kinesis=kinesis, settings=settings)
+    await producer.start()
+    futures = [await producer.put(b"%d" % i, f"k{i}") for i in range(10)]
+    await asyncio.wait_for(producer.flush(), 5)
+    await producer.aclose()
+    assert all(f.done() for f in futures)
+    failed = [f for f in futures if f.exception() is not None]
+    assert len(failed) == 10
+    assert all("internal error" in str(f.exception()) for f in failed)
+    assert producer.metrics().user_records_failed == 10

@@ -259,9 +259,11 @@ class AsyncProducer:
         self._fatal = exc
         self._state = "closing"
         self._acc.running = False
-        self._acc.fail_queued(
-            KinesioError(f"the producer stopped after an internal error: {exc!r}")
-        )
+        err = KinesioError(f"the producer stopped after an internal error: {exc!r}")
+        self._acc.fail_queued(err)
+        orphans = self._sender.orphaned()  # taken for a request that never started
+        if orphans:
+            self._acc.fail_many(orphans, err)
         self._acc.space.set()
 
     # -- the public API ----------------------------------------------------------------------

@@ -74,6 +74,7 @@ class Sender:
         # Requests whose task was cancelled or crashed: their records may be neither resolved
         # nor queued again, and aclose() fails whatever of them is still unresolved.
         self.orphans: list[list[_Entry]] = []
+        self._building: list[_Entry] = []  # the request _build_request is filling
         self._rr = 0
         self._rng = random.Random()
 
@@ -98,7 +99,14 @@ class Sender:
                 n for epoch, n in self.in_flight_by_epoch.items() if epoch < acc.map_epoch
             ):
                 break  # records sent under the old shard map must land before newer ones go
-            entries, hint = self._build_request(now)
+            self._building = []
+            try:
+                entries, hint = self._build_request(now)
+            except BaseException:
+                # A bug, not an AWS error: the records already taken for this request are in
+                # no queue and no request; keep them for the producer to fail, never to lose.
+                self.orphans.append(self._building)
+                raise
             if hint is not None:
                 wait = hint if wait is None else min(wait, hint)
             if not entries:
@@ -133,7 +141,7 @@ class Sender:
             hold = self._hold_for_a_full_request(now)
             if hold is not None:
                 return [], hold
-        entries: list[_Entry] = []
+        entries = self._building
         request_bytes = 0
         wait: float | None = None
         queues = list(acc.queues.values())
@@ -164,8 +172,9 @@ class Sender:
                     )
                     wait = hint if wait is None else min(wait, hint)
                     break
+                entry = _entry(users, packed)
                 acc.take(q, users)
-                entries.append(_Entry(q, users, _entry(users, packed)))
+                entries.append(_Entry(q, users, entry))
                 request_bytes += nbytes
                 if s.ordered:
                     break
