@@ -36,10 +36,10 @@ from kinesio._models import (
     PutRecordsResultEntry,
     Shard,
 )
-from kinesio.producer._accumulator import _Pending, _ShardQueue
 from kinesio.producer._autosplit import WindowCounts
 from kinesio.producer._limiter import ShardLimiter
-from kinesio.producer._sender import _Entry
+from kinesio.producer._pending import _Pending, _ShardQueue
+from kinesio.producer._requests import _Entry
 from kinesio.testing import InMemoryKinesis
 
 KEYS = 1000

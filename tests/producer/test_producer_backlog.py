@@ -112,10 +112,10 @@ async def test_a_crash_while_building_a_request_fails_its_records_never_loses_th
     # A bug in the send path (here: building the second Kinesis record of a request) stops
     # the producer; the records already taken for that request are in no queue and in no
     # request, and must still fail through their futures.
-    from kinesio.producer import _sender
+    from kinesio.producer import _requests
 
     built = 0
-    real_entry = _sender._entry
+    real_entry = _requests._entry
 
     def flaky(users: list[Any], packed: Any) -> Any:
         nonlocal built
@@ -124,7 +124,7 @@ async def test_a_crash_while_building_a_request_fails_its_records_never_loses_th
             raise RuntimeError("bug")
         return real_entry(users, packed)
 
-    monkeypatch.setattr(_sender, "_entry", flaky)
+    monkeypatch.setattr(_requests, "_entry", flaky)
     kinesis = await make_stream(1)
     settings = ProducerSettings(aggregate=False, linger=0.01)
     producer = AsyncProducer(STREAM, kinesis=kinesis, settings=settings)

@@ -16,108 +16,22 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import sys
 from bisect import bisect_right
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Protocol
 
 from kinesio import aggregation
 from kinesio._config import Block, Drop, ProducerSettings, Raise
 from kinesio._errors import BacklogFullError, KinesioError, RecordExpiredError
-from kinesio._models import ProducerRecord, PutResult
+from kinesio._models import ProducerRecord
 from kinesio.events import Emitter, RecordFailed
 from kinesio.metrics import ProducerMetricsRecorder
 from kinesio.producer._limiter import ShardLimiter
+from kinesio.producer._pending import ResultFuture, _Pending, _ShardQueue
 from kinesio.producer._shard_map import ShardMap
 
 logger = logging.getLogger("kinesio.producer")
 
 ErrorHook = Callable[[ProducerRecord, KinesioError], object]
-
-# A shard's queue may hold what its limiter sends within this share of the record TTL.
-TTL_SHARE = 0.5
-
-
-class ResultFuture(Protocol):
-    """What a record's result is delivered to: an ``asyncio.Future`` for ``AsyncProducer``, a
-    running ``concurrent.futures.Future`` for the blocking ``Producer`` (no hop between)."""
-
-    def done(self) -> bool: ...
-    def set_result(self, result: PutResult, /) -> None: ...
-    def set_exception(self, exception: BaseException, /) -> None: ...
-
-
-class _Pending:
-    """A user record between put() and its result. A plain slotted object, and the only
-    long-lived one per record besides its future: the backlog can hold 100 000 of them and
-    the garbage collector walks every tracked object in it."""
-
-    __slots__ = (
-        "attempts",
-        "created",
-        "data",
-        "explicit_hash_key",
-        "future",
-        "generation",
-        "hash_key",
-        "last_error",
-        "partition_key",
-        "size",
-    )
-
-    def __init__(
-        self,
-        data: bytes,
-        partition_key: str,
-        explicit_hash_key: int | None,
-        hash_key: int,
-        size: int,
-        future: ResultFuture,
-        created: float,
-        generation: int = 0,
-    ) -> None:
-        self.data = data
-        self.partition_key = partition_key
-        self.explicit_hash_key = explicit_hash_key
-        self.hash_key = hash_key
-        self.size = size  # data + partition key bytes: what Kinesis counts
-        self.future = future
-        self.created = created
-        self.generation = generation  # the flush generation it was put in
-        self.attempts = 0
-        self.last_error: str | None = None
-
-    @property
-    def record(self) -> ProducerRecord:
-        return ProducerRecord(self.data, self.partition_key, self.explicit_hash_key)
-
-
-class _ShardQueue:
-    __slots__ = (
-        "backoff_level",
-        "in_flight",
-        "limiter",
-        "not_before",
-        "queue",
-        "queued_bytes",
-        "room_bytes",
-        "room_len",
-        "shard_id",
-    )
-
-    def __init__(self, shard_id: str, limiter: ShardLimiter) -> None:
-        self.shard_id = shard_id
-        self.queue: deque[_Pending] = deque()
-        self.queued_bytes = 0
-        self.limiter = limiter
-        self.in_flight = 0
-        self.not_before = 0.0
-        self.backoff_level = 0
-        # What the queue may hold within its share of the TTL at the limiter's current rate
-        # (see Accumulator._room); 0 until first computed.
-        self.room_len = 0
-        self.room_bytes = 0
 
 
 Packed = aggregation.AggregateBuilder | None  # an aggregate to build, or a lone record
@@ -248,31 +162,7 @@ class Accumulator:
                 f"{self.buffered_bytes} bytes; limits {s.max_buffered_records} / "
                 f"{s.max_buffered_bytes})"
             )
-        n = len(q.queue)
-        # The shard's queue drains at its limiter's rate; what it cannot send within its share
-        # of the TTL would expire there, so refuse it now (the policy decides) instead. The
-        # bound is kept on the queue for add()'s fast path until the rate changes.
-        limiter, budget = q.limiter, s.record_ttl * TTL_SHARE
-        rps, bps = limiter.records_per_second, limiter.bytes_per_second
-        if s.aggregate:  # bytes bound both: aggregates are ~max_aggregate_size each
-            q.room_len = sys.maxsize
-            q.room_bytes = int(min(bps, rps * s.max_aggregate_size) * budget)
-        else:
-            q.room_len = int(rps * budget)
-            q.room_bytes = int(bps * budget)
-        if n < s.max_batch_records or (n < q.room_len and q.queued_bytes + size <= q.room_bytes):
-            return None
-        kinesis_records = q.queued_bytes / s.max_aggregate_size if s.aggregate else n
-        drain = max(kinesis_records / rps, (q.queued_bytes + size) / bps)
-        return (
-            f"shard {q.shard_id} has {n} records ({q.queued_bytes} bytes) queued, {drain:.1f} s "
-            f"of sending at its rate limit; records beyond {budget:.1f} s (half the "
-            f"{s.record_ttl} s record TTL) would expire before they are sent"
-        )
-
-    def rate_changed(self, q: _ShardQueue) -> None:
-        """``q``'s limiter slowed down: recompute its bound at the next add()."""
-        q.room_len = q.room_bytes = 0
+        return q.over_ttl_bound(size, s)
 
     def add(
         self,

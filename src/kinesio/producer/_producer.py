@@ -33,8 +33,9 @@ from kinesio._kinesis import KinesisAdminAPI, KinesisAPI
 from kinesio._models import ProducerRecord, PutResult
 from kinesio.events import Emitter, EventHook, ShardMapRefreshed
 from kinesio.metrics import ProducerMetrics, ProducerMetricsRecorder
-from kinesio.producer._accumulator import Accumulator, ErrorHook, ResultFuture, await_hook
+from kinesio.producer._accumulator import Accumulator, ErrorHook, await_hook
 from kinesio.producer._autosplit import AutoSplitter
+from kinesio.producer._pending import ResultFuture
 from kinesio.producer._sender import Sender
 from kinesio.producer._shard_map import ShardMap
 from kinesio.producer._validate import Checked, PreparedRecord, check

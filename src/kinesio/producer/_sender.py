@@ -1,9 +1,9 @@
-"""The sender: PutRecords requests built under the per-shard limiters, their results, retries.
+"""The sender: PutRecords requests sent, their results read, failed records retried.
 
-One task (``run``) turns the accumulator's queues into requests — packing aggregates per shard,
-taking tokens from each shard's limiter — and starts a task per request, up to
-``max_in_flight``. A request's answer resolves futures, or puts the failed records back at the
-front of their shard's queue with a backoff, until their TTL.
+One task (``run``) turns the accumulator's queues into requests (built by ``_requests.py``
+under the per-shard limiters) and starts a task per request, up to ``max_in_flight``. A
+request's answer resolves futures, or puts the failed records back at the front of their
+shard's queue with a backoff, until their TTL.
 """
 
 from __future__ import annotations
@@ -15,14 +15,15 @@ import random
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
 
 from kinesio._errors import KinesioError, ProducerClosedError
 from kinesio._kinesis import KinesisAPI
-from kinesio._models import PutRecordsEntry, PutRecordsResultEntry, PutResult
+from kinesio._models import PutRecordsResultEntry, PutResult
 from kinesio.events import Emitter, PutRecordsSent, Throttled
-from kinesio.producer._accumulator import Accumulator, Packed, _Pending, _ShardQueue
+from kinesio.producer._accumulator import Accumulator
 from kinesio.producer._autosplit import AutoSplitter
+from kinesio.producer._pending import _Pending, _ShardQueue
+from kinesio.producer._requests import RequestBuilder, _Entry
 from kinesio.producer._tally import Tally, tally_of
 
 logger = logging.getLogger("kinesio.producer")
@@ -30,23 +31,6 @@ logger = logging.getLogger("kinesio.producer")
 THROTTLE_CODES = frozenset(
     {"ProvisionedThroughputExceededException", "ThrottlingException", "LimitExceededException"}
 )
-
-
-@dataclass(slots=True)
-class _Entry:
-    """One Kinesis record of a request: an aggregate or a lone user record."""
-
-    shard: _ShardQueue
-    users: list[_Pending]
-    entry: PutRecordsEntry
-
-
-def _entry(users: list[_Pending], packed: Packed) -> PutRecordsEntry:
-    head = users[0]
-    if packed is not None:
-        return PutRecordsEntry(packed.build(), head.partition_key, str(head.hash_key))
-    ehk = head.explicit_hash_key
-    return PutRecordsEntry(head.data, head.partition_key, None if ehk is None else str(ehk))
 
 
 class Sender:
@@ -74,8 +58,7 @@ class Sender:
         # Requests whose task was cancelled or crashed: their records may be neither resolved
         # nor queued again, and aclose() fails whatever of them is still unresolved.
         self.orphans: list[list[_Entry]] = []
-        self._building: list[_Entry] = []  # the request _build_request is filling
-        self._rr = 0
+        self.requests = RequestBuilder(acc)
         self._rng = random.Random()
 
     async def run(self) -> None:
@@ -99,13 +82,12 @@ class Sender:
                 n for epoch, n in self.in_flight_by_epoch.items() if epoch < acc.map_epoch
             ):
                 break  # records sent under the old shard map must land before newer ones go
-            self._building = []
             try:
-                entries, hint = self._build_request(now)
+                entries, hint = self.requests.build(now)
             except BaseException:
                 # A bug, not an AWS error: the records already taken for this request are in
                 # no queue and no request; keep them for the producer to fail, never to lose.
-                self.orphans.append(self._building)
+                self.orphans.append(self.requests.building)
                 raise
             if hint is not None:
                 wait = hint if wait is None else min(wait, hint)
@@ -130,100 +112,6 @@ class Sender:
         return [
             p for entries in self.orphans for e in entries for p in e.users if not p.future.done()
         ]
-
-    def _build_request(self, now: float) -> tuple[list[_Entry], float | None]:
-        acc = self.acc
-        ready = acc.ready(now)
-        if ready is None or ready > 0:
-            return [], ready
-        s = self.settings
-        if not (s.aggregate or s.ordered):
-            hold = self._hold_for_a_full_request(now)
-            if hold is not None:
-                return [], hold
-        entries = self._building
-        request_bytes = 0
-        wait: float | None = None
-        queues = list(acc.queues.values())
-        n = len(queues)
-        start = self._rr
-        self._rr = (self._rr + 1) % max(1, n)
-        for i in range(n):
-            q = queues[(start + i) % n]
-            if not q.queue:
-                continue
-            acc.expire_heads(q, now)
-            if not q.queue or (s.ordered and q.in_flight):
-                continue
-            if q.not_before > now:
-                hint = q.not_before - now
-                wait = hint if wait is None else min(wait, hint)
-                continue
-            while q.queue and len(entries) < s.max_batch_records:
-                users, packed, nbytes = acc.pack(q)
-                if request_bytes + nbytes > s.max_batch_bytes:
-                    return entries, 0.0  # this request is full; the next one takes the rest
-                if not q.limiter.try_acquire(nbytes, now):
-                    # Wait until the shard's tokens cover its queue (or a linger passes), not
-                    # just the next record: a request per token would be tiny and costly.
-                    hint = max(
-                        q.limiter.wait_time(nbytes, now),
-                        min(s.linger, q.limiter.wait_time(q.queued_bytes, now, len(q.queue))),
-                    )
-                    wait = hint if wait is None else min(wait, hint)
-                    break
-                entry = _entry(users, packed)
-                acc.take(q, users)
-                entries.append(_Entry(q, users, entry))
-                request_bytes += nbytes
-                if s.ordered:
-                    break
-            if len(entries) >= s.max_batch_records:
-                break
-        return entries, wait
-
-    def _hold_for_a_full_request(self, now: float) -> float | None:
-        """Seconds to wait for a full request while the limiters hold records back; None to
-        build one now.
-
-        Without this, every answer woke the sender to a backlog over ``max_batch_records``, and
-        each shard gave the next request only the tokens it had gained during the last round
-        trip: many small requests (one costs ~2.8 ms of client CPU) paced by the sink's latency.
-        A request goes once the shards' tokens cover a full one, or when waiting longer would
-        not fill it: nothing is held back, or a held-back shard's bucket is nearly full (its
-        tokens would go to waste). Records wait at most what the limiter makes them wait anyway.
-        """
-        s = self.settings
-        acc = self.acc
-        sendable = sendable_bytes = 0.0
-        gaining = 0.0  # records per second the held-back shards add to the next request
-        held_back = False
-        for q in acc.queues.values():
-            if not q.queue:
-                continue
-            acc.expire_heads(q, now)
-            n = len(q.queue)
-            if not n or q.not_before > now:
-                continue
-            size = q.queued_bytes / n
-            count, rate, bucket_full = q.limiter.admissible(size, now)
-            if count < n:
-                if bucket_full:
-                    return None
-                held_back = True
-                gaining += rate
-            else:
-                count = n
-            sendable += count
-            sendable_bytes += count * size
-        if (
-            not held_back
-            or sendable >= s.max_batch_records
-            or sendable_bytes >= s.max_batch_bytes
-            or gaining <= 0
-        ):
-            return None
-        return min(1.0, max(0.001, (s.max_batch_records - sendable) / gaining))
 
     async def _send(self, entries: list[_Entry], epoch: int) -> None:
         acc = self.acc
@@ -372,7 +260,7 @@ class Sender:
         for q in failed:
             if q in throttled:
                 q.limiter.on_throttled()
-                acc.rate_changed(q)
+                q.rate_changed()
                 self.events.emit(
                     Throttled(operation="PutRecords", shard_id=q.shard_id, records=throttled[q])
                 )

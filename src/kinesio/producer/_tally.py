@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from kinesio.events import ShardPutStats, Stats
 
 if TYPE_CHECKING:
-    from kinesio.producer._accumulator import _Pending
+    from kinesio.producer._pending import _Pending
 
 
 class Spread:
