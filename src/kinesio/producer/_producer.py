@@ -1,10 +1,13 @@
 """The asyncio producer: the public ``AsyncProducer`` over an accumulator and a sender.
 
-Flow: ``put()`` validates a record and hands it to the accumulator (``_accumulator.py``), which
-predicts its shard from the shard map and appends it to that shard's queue (or applies the
-overflow policy). The sender (``_sender.py``) turns queues into PutRecords requests under the
-per-shard limiters (``_limiter.py``), resolves the futures from the answers and retries what
-failed. This module owns the lifecycle, the shard map (``_shard_map.py``) and the metrics.
+The send path, by file: ``put()`` here validates a record (``_validate.py``) and hands it to
+the accumulator (``_accumulator.py``), which predicts its shard from the shard map
+(``_shard_map.py``) and appends it to that shard's queue (``_pending.py``: the per-record and
+per-shard objects), or applies the overflow policy. The sender (``_sender.py``) builds
+PutRecords requests under the per-shard limiters (``_requests.py``, ``_limiter.py``), sends
+them, resolves the futures from the answers and retries what failed. This module owns the
+lifecycle, the shard map's refreshes and the metrics; ``kinesio.sync.Producer`` is the same
+core behind a blocking API (its futures: ``_blocking_future.py``).
 """
 
 from __future__ import annotations
