@@ -32,14 +32,14 @@ from importlib.metadata import version
 from kinesio import AsyncProducer, AutoSplit, ProducerSettings
 from kinesio._models import (
     MAX_HASH_KEY,
-    ProducerRecord,
     PutRecordsEntry,
     PutRecordsResultEntry,
     Shard,
 )
 from kinesio.producer._autosplit import WindowCounts
 from kinesio.producer._limiter import ShardLimiter
-from kinesio.producer._producer import _Entry, _Pending, _ShardQueue
+from kinesio.producer._pending import _Pending, _ShardQueue
+from kinesio.producer._requests import _Entry
 from kinesio.testing import InMemoryKinesis
 
 KEYS = 1000
@@ -74,7 +74,7 @@ async def one_run(records: int, *, aggregate: bool, auto_split: bool) -> float:
 
 
 def counting_cost(entries: int = 500) -> float:
-    """µs per Kinesis record of ``AsyncProducer._count_for_autosplit`` on one answer."""
+    """µs per Kinesis record of ``Sender._count_for_autosplit`` on one answer."""
     shard = Shard("shardId-000000000000", 0, MAX_HASH_KEY // 4)
     queue = _ShardQueue(shard.shard_id, ShardLimiter(1000, 1 << 20, 0.0, adaptive=False))
     loop = asyncio.new_event_loop()
@@ -82,17 +82,16 @@ def counting_cost(entries: int = 500) -> float:
     batch = []
     for i in range(entries):
         key = rng.randrange(shard.ending_hash_key)
-        record = ProducerRecord(bytes(100), f"key-{i}")
-        pending = _Pending(record, key, 106, loop.create_future(), 0.0, 30.0)
+        pending = _Pending(bytes(100), f"key-{i}", None, key, 106, loop.create_future(), 0.0)
         batch.append(_Entry(queue, [pending], PutRecordsEntry(bytes(100), f"key-{i}")))
     results = [PutRecordsResultEntry(shard.shard_id, "1") for _ in batch]
     producer = AsyncProducer("bench")
-    producer._autosplit = types.SimpleNamespace(  # type: ignore[assignment]
+    producer._sender.autosplit = types.SimpleNamespace(  # type: ignore[assignment]
         counts=WindowCounts(64, {shard.shard_id: shard}.get)
     )
     best = min(
         timeit.repeat(
-            lambda: producer._count_for_autosplit(batch, results),
+            lambda: producer._sender._count_for_autosplit(batch, results),
             number=200,
             repeat=5,
             timer=time.process_time,

@@ -23,12 +23,18 @@ Clients (each with its defaults, unless noted):
     ``SimpleAggregator`` (one record per Kinesis record); both with a pass-through bytes
     serializer instead of its default JSON. Its KPL aggregator refuses per-record partition
     keys: every user record gets the key "a" and each aggregate a random outer key.
+  - aiokpl ``Producer`` (PyPI ``aiokpl``) with ``aggregation_enabled`` on / off: real partition
+    keys, shard prediction, per-shard limits and a per-record ``Outcome``. Its ``flush()`` does
+    not wait for the sends, so the run awaits every record's outcome before the clock stops.
   - boto3 ``put_records`` in a loop, 500 records per call, resending failed entries.
 
-async-kinesis is installed on first use, without its dependencies (aiobotocore and
-aws_kinesis_agg come from kinesio's dev install, so both async clients run the same
-aiobotocore), into ``.venv-bench/async-kinesis-<version>`` (git-ignored), and put on the child's
-``PYTHONPATH``; kinesio's ``.venv`` is left unchanged.
+async-kinesis and aiokpl are installed on first use, without their dependencies (aiobotocore,
+aws_kinesis_agg, anyio and sortedcontainers come from kinesio's dev install, so every async
+client runs the same aiobotocore), into ``.venv-bench/<name>-<version>`` (git-ignored), and put
+on the child's ``PYTHONPATH``; kinesio's ``.venv`` is left unchanged.
+
+No HTTP keep-alive: moto's werkzeug server closes the connection after every answer, so every
+client opens a TCP connection per call (see ``serve_moto``).
 
 moto stores some 10 000 to 15 000 records/s here, and both async clients apply their own rate
 limits, so records/s is not a measure of the client: CPU seconds are the figure to compare.
@@ -61,6 +67,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 ASYNC_KINESIS_VERSION = "3.0.1"
 ASYNC_KINESIS_DIR = ROOT / ".venv-bench" / f"async-kinesis-{ASYNC_KINESIS_VERSION}"
+AIOKPL_VERSION = "0.2.0"
+AIOKPL_DIR = ROOT / ".venv-bench" / f"aiokpl-{AIOKPL_VERSION}"
 REGION = "us-east-1"
 RECORD_SIZE = 100
 KEYS = 1000
@@ -73,7 +81,7 @@ KPL_AGGREGATE_SIZE = 51_200
 
 @dataclass(frozen=True)
 class Case:
-    client: str  # "kinesio", "kinesio-sync", "async-kinesis", "boto3"
+    client: str  # "kinesio", "kinesio-sync", "async-kinesis", "aiokpl", "boto3"
     aggregate: bool
     records: int
     stream: str = ""
@@ -149,6 +157,30 @@ def run_kinesio_sync(case: Case, data: list[bytes], keys: list[str], meter: Mete
     )
 
 
+async def run_aiokpl(case: Case, data: list[bytes], keys: list[str], meter: Meter) -> str:
+    aiokpl = importlib.import_module("aiokpl")
+    config = aiokpl.Config(
+        region=REGION,
+        aggregation_enabled=case.aggregate,
+        endpoint_url=case.endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    async with aiokpl.Producer(config) as producer:
+        put = producer.put_record
+        meter.start()
+        outcomes = [
+            await put(stream=case.stream, partition_key=k, data=d)
+            for d, k in zip(data, keys, strict=True)
+        ]
+        await producer.flush()
+        # Its flush() schedules the sends without waiting for them: wait for every outcome.
+        results = [await o.wait() for o in outcomes]
+        meter.stop()
+    ok = sum(1 for r in results if r.success)
+    return f"{ok} succeeded, {len(results) - ok} failed"
+
+
 def _identity(_self: object, item: bytes) -> bytes:
     return item
 
@@ -213,6 +245,8 @@ def child(case: Case) -> None:
         note = run_kinesio_sync(case, data, keys, meter)
     elif case.client == "async-kinesis":
         note = asyncio.run(run_async_kinesis(case, data, keys, meter))
+    elif case.client == "aiokpl":
+        note = asyncio.run(run_aiokpl(case, data, keys, meter))
     elif case.client == "boto3":
         note = run_boto3(case, data, keys, meter)
     else:
@@ -241,7 +275,7 @@ def child_env() -> dict[str, str]:
         AWS_SECRET_ACCESS_KEY="testing",
         AWS_DEFAULT_REGION=REGION,
         PYTHONPATH=os.pathsep.join(
-            p for p in (str(ASYNC_KINESIS_DIR), env.get("PYTHONPATH", "")) if p
+            p for p in (str(ASYNC_KINESIS_DIR), str(AIOKPL_DIR), env.get("PYTHONPATH", "")) if p
         ),
     )
     return env
@@ -329,15 +363,17 @@ def moto_server(env: dict[str, str]) -> Iterator[str]:
             proc.wait()
 
 
-def ensure_async_kinesis() -> None:
-    if (ASYNC_KINESIS_DIR / "kinesis" / "producer.py").exists():
+def ensure_peer(requirement: str, target: Path, marker: str) -> None:
+    """Install a peer client, without its dependencies (kinesio's dev install has them:
+    aiobotocore, aws_kinesis_agg, anyio, sortedcontainers), into ``target``."""
+    if (target / marker).exists():
         return
-    print(f"installing async-kinesis {ASYNC_KINESIS_VERSION} into {ASYNC_KINESIS_DIR}", flush=True)
+    print(f"installing {requirement} into {target}", flush=True)
     subprocess.run(
         [
             *(sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"),
-            *("--no-deps", "--target", str(ASYNC_KINESIS_DIR)),
-            f"async-kinesis=={ASYNC_KINESIS_VERSION}",
+            *("--no-deps", "--target", str(target)),
+            requirement,
         ],
         check=True,
     )
@@ -421,6 +457,7 @@ LABELS: dict[str, str] = {
     "kinesio": "kinesio AsyncProducer",
     "kinesio-sync": "kinesio Producer (blocking)",
     "async-kinesis": f"async-kinesis {ASYNC_KINESIS_VERSION}",
+    "aiokpl": f"aiokpl {AIOKPL_VERSION}",
     "boto3": "boto3 put_records loop",
 }
 
@@ -474,8 +511,8 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument(
         "--clients",
-        default="kinesio,kinesio-sync,async-kinesis,boto3",
-        help="comma-separated subset of: kinesio, kinesio-sync, async-kinesis, boto3",
+        default="kinesio,kinesio-sync,async-kinesis,aiokpl,boto3",
+        help="comma-separated subset of: " + ", ".join(LABELS),
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--moto-server", type=int, help=argparse.SUPPRESS)
@@ -497,7 +534,11 @@ def main() -> None:
         else:
             cases += [Case(client, True, args.records), Case(client, False, raw_n)]
     if any(c.client == "async-kinesis" for c in cases):
-        ensure_async_kinesis()
+        ensure_peer(
+            f"async-kinesis=={ASYNC_KINESIS_VERSION}", ASYNC_KINESIS_DIR, "kinesis/producer.py"
+        )
+    if any(c.client == "aiokpl" for c in cases):
+        ensure_peer(f"aiokpl=={AIOKPL_VERSION}", AIOKPL_DIR, "aiokpl/producer.py")
 
     import boto3
 
@@ -524,7 +565,8 @@ def main() -> None:
 
     print(
         f"Python {platform.python_version()}, kinesio {version('kinesio')}, async-kinesis "
-        f"{ASYNC_KINESIS_VERSION}, aiobotocore {version('aiobotocore')}, boto3 {version('boto3')}, "
+        f"{ASYNC_KINESIS_VERSION}, aiokpl {AIOKPL_VERSION}, aiobotocore {version('aiobotocore')}, "
+        f"boto3 {version('boto3')}, "
         f"moto {version('moto')}, {platform.machine()}; {args.shards} shards, {RECORD_SIZE}-byte "
         f"records, {KEYS} partition keys; whole run {time.monotonic() - started:.0f} s"
     )

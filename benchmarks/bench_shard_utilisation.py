@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python benchmarks/bench_shard_utilisation.py        (about 2 min)
 
-One AsyncProducer (aggregation on, default settings apart from ``rate_limit``) writes into a
+One AsyncProducer (default settings apart from ``rate_limit`` and ``aggregate``) writes into a
 1-shard and a 4-shard stream of ``kinesio.testing.InMemoryKinesis`` with its limits on: per
 shard 1000 records/s and 1 MiB/s (token buckets holding one second's worth; entries over the
 limit come back with ProvisionedThroughputExceededException, as from Kinesis). Everything runs
@@ -17,7 +17,8 @@ seconds:
   - Kinesis records/s and bytes/s per shard as the service counts them (aggregates, data plus
     partition key), and their share of the 1000 records/s and 1 MiB/s limits;
   - throttled: Kinesis records refused by the fake (share of those sent); retries: user records
-    sent again;
+    sent again; failed: user records that failed for good (expired) before the close;
+  - PutRecords calls, and Kinesis records (accepted + throttled) per call;
   - CPU: this process's CPU time over the window (the fake's included) as a share of one core;
   - latency p50/p99 (ms, put() to result) over the whole run. With the backlog always full it
     is the time a record waits in the backlog (about backlog size / throughput), so it grows
@@ -80,6 +81,7 @@ class Row:
     shards: int
     record_size: int
     rate_limit: float
+    aggregate: bool = True
     seconds: float = 0.0
     cpu: float = 0.0
     user_records: int = 0
@@ -91,6 +93,7 @@ class Row:
     p50_ms: float = 0.0
     p99_ms: float = 0.0
     failed: int = 0
+    calls: int = 0
     notes: list[str] = field(default_factory=list)
 
     def per_shard_second(self, count: int) -> float:
@@ -103,7 +106,12 @@ def _ignore_abandoned(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) 
 
 
 async def run(
-    shards: int, record_size: int, rate_limit: float, warmup: float, duration: float
+    shards: int,
+    record_size: int,
+    rate_limit: float,
+    aggregate: bool,
+    warmup: float,
+    duration: float,
 ) -> Row:
     # The records abandoned at the end fail with ProducerClosedError in futures nobody awaits:
     # keep asyncio from reporting each of them.
@@ -115,7 +123,7 @@ async def run(
     data = rng.randbytes(record_size)
     pool = [f"pk-{i:04d}" for i in range(KEYS)]
     keys = [pool[rng.randrange(KEYS)] for _ in range(100_003)]
-    settings = ProducerSettings(rate_limit=rate_limit)
+    settings = ProducerSettings(rate_limit=rate_limit, aggregate=aggregate)
     producer = AsyncProducer(stream, settings=settings, kinesis=kinesis)
     await producer.start()
 
@@ -142,6 +150,7 @@ async def run(
         shards=shards,
         record_size=record_size,
         rate_limit=rate_limit,
+        aggregate=aggregate,
         seconds=last.at - first.at,
         cpu=last.cpu - first.cpu,
         user_records=b.user_records_put - a.user_records_put,
@@ -153,6 +162,7 @@ async def run(
         p50_ms=b.latency_percentile(50),
         p99_ms=b.latency_percentile(99),
         failed=b.user_records_failed,
+        calls=b.put_records_calls - a.put_records_calls,
     )
 
 
@@ -162,11 +172,12 @@ def size_label(size: int) -> str:
 
 def print_table(rows: list[Row]) -> None:
     print(
-        "| shards | record | rate_limit | user rec/s /shard | user MB/s /shard "
+        "| shards | record | aggregation | rate_limit | user rec/s /shard | user MB/s /shard "
         "| Kinesis rec/s /shard (of 1000) | Kinesis bytes/s /shard (of 1 MiB) "
-        "| throttled (of sent) | retries | p50 / p99 latency ms | CPU |"
+        "| throttled (of sent) | retries | failed | PutRecords calls | Kinesis records per call "
+        "| p50 / p99 latency ms | CPU |"
     )
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         krps = r.per_shard_second(r.kinesis_records)
         kbps = r.per_shard_second(r.kinesis_bytes)
@@ -177,12 +188,15 @@ def print_table(rows: list[Row]) -> None:
             " (default)" if r.rate_limit == default else " (KPL)" if r.rate_limit == 1.5 else ""
         )
         print(
-            f"| {r.shards} | {size_label(r.record_size)} | {label} "
+            f"| {r.shards} | {size_label(r.record_size)} | {'on' if r.aggregate else 'off'} "
+            f"| {label} "
             f"| {r.per_shard_second(r.user_records):,.0f} "
             f"| {r.per_shard_second(r.user_bytes) / 1e6:.2f} "
             f"| {krps:,.0f} ({krps / SHARD_RECORDS_PER_SECOND:.0%}) "
             f"| {kbps / MiB:.2f} MiB ({kbps / SHARD_BYTES_PER_SECOND:.0%}) "
-            f"| {throttled} | {r.retries:,} | {r.p50_ms:,.0f} / {r.p99_ms:,.0f} "
+            f"| {throttled} | {r.retries:,} | {r.failed:,} | {r.calls:,} "
+            f"| {(r.kinesis_records + r.throttled) / r.calls if r.calls else 0:,.0f} "
+            f"| {r.p50_ms:,.0f} / {r.p99_ms:,.0f} "
             f"| {r.cpu / r.seconds:.0%} |"
         )
 
@@ -194,6 +208,7 @@ def main() -> None:
     parser.add_argument("--shards", default="1,4", help="comma-separated shard counts")
     parser.add_argument("--sizes", default="100,10240", help="comma-separated record sizes")
     parser.add_argument("--rate-limits", default="1.5,1.0", help="comma-separated rate_limit")
+    parser.add_argument("--aggregation", default="on,off", help="comma-separated: on, off")
     args = parser.parse_args()
     # Closing with timeout=0 abandons the backlog on purpose; its warning is expected.
     logging.getLogger("kinesio.producer").setLevel(logging.ERROR)
@@ -202,12 +217,15 @@ def main() -> None:
     for shards in (int(s) for s in args.shards.split(",")):
         for size in (int(s) for s in args.sizes.split(",")):
             for rate_limit in (float(r) for r in args.rate_limits.split(",")):
-                row = asyncio.run(run(shards, size, rate_limit, args.warmup, args.duration))
-                rows.append(row)
+                for aggregate in (a == "on" for a in args.aggregation.split(",")):
+                    row = asyncio.run(
+                        run(shards, size, rate_limit, aggregate, args.warmup, args.duration)
+                    )
+                    rows.append(row)
     print(
         f"Python {platform.python_version()}, kinesio {version('kinesio')}, "
         f"{platform.machine()}; InMemoryKinesis with limits on; {args.warmup:g} s warm-up, "
-        f"{args.duration:g} s measured per run; aggregation on, other settings default"
+        f"{args.duration:g} s measured per run; settings default but aggregation and rate_limit"
     )
     print()
     print_table(rows)

@@ -13,7 +13,7 @@ import kinesio
 from _metrics_drive import consume, produce
 from kinesio import events as ev
 from kinesio.consumer import _fetcher
-from kinesio.producer import _producer
+from kinesio.producer import _sender
 from kinesio.testing import Fault, InMemoryKinesis
 from kinesio.testing.pytest_plugin import TEST_CONSUMER_SETTINGS
 
@@ -84,7 +84,7 @@ async def test_put_records_sent_is_not_built_without_a_listener(
         built.append(kwargs)
         return ev.PutRecordsSent(**kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(_producer, "PutRecordsSent", counting)
+    monkeypatch.setattr(_sender, "PutRecordsSent", counting)
     caplog.set_level(logging.INFO, logger="kinesio.events")
     kinesis = InMemoryKinesis()
     await kinesis.create_stream("s", 1)

@@ -117,15 +117,23 @@ class ProducerMetrics:
 
 
 class ProducerMetricsRecorder:
-    """The mutable counters behind :class:`ProducerMetrics` (one per producer)."""
+    """The mutable counters behind :class:`ProducerMetrics` (one per producer).
+
+    The per-record distributions are counted in plain dicts (``value -> count``) on the hot
+    path and folded into their HDR histograms at each snapshot: the same exact counts, without
+    an HDR ``record_value`` (about 1.5 µs) per user record.
+    """
 
     __slots__ = (
         "attempts",
+        "attempts_counts",
         "batch_size",
         "kinesis_records_put",
+        "latency_counts",
         "latency_ms",
         "put_records_calls",
         "record_size",
+        "record_size_counts",
         "retries",
         "started",
         "throttled",
@@ -149,8 +157,24 @@ class ProducerMetricsRecorder:
         self.latency_ms = latency_histogram()
         self.record_size = size_histogram()
         self.batch_size = count_histogram()
+        self.attempts_counts: dict[int, int] = {}
+        self.latency_counts: dict[int, int] = {}
+        self.record_size_counts: dict[int, int] = {}
+
+    def _fold(self) -> None:
+        for counts, histogram in (
+            (self.attempts_counts, self.attempts),
+            (self.latency_counts, self.latency_ms),
+            (self.record_size_counts, self.record_size),
+        ):
+            if counts:
+                record = histogram.record_value
+                for value, count in counts.items():
+                    record(value, count)
+                counts.clear()
 
     def snapshot(self, now: float) -> ProducerMetrics:
+        self._fold()
         return ProducerMetrics(
             interval_seconds=max(0.0, now - self.started),
             user_records_put=self.user_records_put,

@@ -29,19 +29,9 @@ from kinesio.consumer._consumer import AsyncConsumer
 from kinesio.consumer._processor import RecordProcessor
 from kinesio.events import EventHook
 from kinesio.metrics import ProducerMetrics
-from kinesio.producer._producer import AsyncProducer, ErrorHook, MetricsHook, PreparedRecord
-
-
-def _chain(source: asyncio.Future[PutResult], target: concurrent.futures.Future[PutResult]) -> None:
-    def done(f: asyncio.Future[PutResult]) -> None:
-        if f.cancelled():
-            target.cancel()
-        elif (exc := f.exception()) is not None:
-            target.set_exception(exc)
-        else:
-            target.set_result(f.result())
-
-    source.add_done_callback(done)
+from kinesio.producer._blocking_future import PutFuture
+from kinesio.producer._producer import AsyncProducer, ErrorHook, MetricsHook
+from kinesio.producer._validate import Checked
 
 
 class Producer:
@@ -53,8 +43,12 @@ class Producer:
     ``concurrent.futures.Future`` of the record's :class:`PutResult`. Records cross to the
     event-loop thread in batches, so a put costs no thread round trip. Backpressure: ``put()``
     blocks while ``max_buffered_records`` records wait to cross (and, under ``Block()``, while
-    the producer's backlog is full); under ``Raise()`` it raises ``BacklogFullError``, under
-    ``Drop()`` the returned future fails with it. Arguments are those of :class:`AsyncProducer`.
+    the producer's backlog is full); under ``Raise()`` it raises ``BacklogFullError`` when the
+    whole backlog is full, under ``Drop()`` the returned future fails with it. A record refused
+    on the loop thread by its shard's bound (see ``AsyncProducer.put``) fails its future with
+    ``BacklogFullError`` under ``Raise()`` too: it has already crossed. The futures are
+    :class:`concurrent.futures.Future` objects, running from the start (``cancel()`` returns
+    False). Arguments are those of :class:`AsyncProducer`.
     """
 
     def __init__(
@@ -74,7 +68,10 @@ class Producer:
         self._portal_cm: AbstractContextManager[BlockingPortal] = start_blocking_portal("asyncio")
         self._portal = self._portal_cm.__enter__()
         self._closed = False
-        self._inbox: list[tuple[PreparedRecord, concurrent.futures.Future[PutResult]]] = []
+        # Two parallel lists rather than a list of pairs: one object fewer per record for the
+        # garbage collector to walk while records wait to cross.
+        self._inbox: list[Checked] = []
+        self._inbox_futures: list[PutFuture] = []
         self._cond = threading.Condition()
         self._drain_scheduled = False
         self._drain_task: asyncio.Task[None] | None = None
@@ -120,18 +117,20 @@ class Producer:
         """Accept one record (see ``AsyncProducer.put``); returns a future of its result."""
         if self._closed:
             raise ProducerClosedError("the producer is closed")
-        prepared = self._core.prepare(data, partition_key, explicit_hash_key)
-        target: concurrent.futures.Future[PutResult] = concurrent.futures.Future()
+        checked = self._core._check(data, partition_key, explicit_hash_key)
+        # Running from the start (cancel() returns False): the loop thread resolves it directly.
+        target = PutFuture()
         with self._cond:
             if isinstance(self._core.settings.overflow, Raise) and self._core.backlog_full(
-                len(self._inbox), prepared.size
+                len(self._inbox), checked[4]
             ):
                 raise BacklogFullError("producer backlog full")
             while len(self._inbox) >= self._inbox_limit and not self._closed:
                 self._cond.wait()
             if self._closed:
                 raise ProducerClosedError("the producer is closed")
-            self._inbox.append((prepared, target))
+            self._inbox.append(checked)
+            self._inbox_futures.append(target)
             wake = not self._drain_scheduled
             self._drain_scheduled = True
         if wake:
@@ -146,19 +145,21 @@ class Producer:
         while True:
             with self._cond:
                 batch, self._inbox = self._inbox, []
+                targets, self._inbox_futures = self._inbox_futures, []
                 if not batch:
                     self._drain_scheduled = False
                     return
                 self._cond.notify_all()
-            for prepared, target in batch:
+            offer, accept = self._core._offer, self._core._accept
+            for checked, target in zip(batch, targets, strict=True):
+                # The core resolves ``target`` itself: no asyncio future, no callback between.
                 try:
-                    source = await self._core._accept(prepared)
+                    if not offer(checked, target):
+                        await accept(checked, target)
                 except BaseException as exc:
                     target.set_exception(exc)
                     if not isinstance(exc, Exception):
                         raise
-                    continue
-                _chain(source, target)
 
     async def _drained(self) -> None:
         while self._drain_task is not None and not self._drain_task.done():

@@ -107,3 +107,22 @@ def test_a_limiter_that_is_not_adaptive_keeps_its_rate() -> None:
     limiter = ShardLimiter(1000, 1_000_000, 0.0, adaptive=False)
     limiter.on_throttled()
     assert limiter.factor == 1.0
+
+
+def test_admissible_counts_records_the_binding_bucket_allows() -> None:
+    limiter = ShardLimiter(1000, 100_000, now=0.0, adaptive=False)
+    count, rate, full = limiter.admissible(10, 0.0)
+    assert (count, rate, full) == (1000, 1000, True)  # records bind: 1000 of 10 bytes
+    count, rate, full = limiter.admissible(1000, 0.0)
+    assert (count, rate, full) == (100, 100, True)  # bytes bind: 100 000 / 1000
+    assert limiter.try_acquire(10, 0.0)
+    for _ in range(899):
+        limiter.try_acquire(10, 0.0)
+    count, rate, full = limiter.admissible(10, 0.0)
+    assert count == 100
+    assert not full  # the records bucket binds and is nearly empty, the bytes one is not
+    count, _, full = limiter.admissible(10, 0.9)  # 0.9 s later: 100 + 900 tokens
+    assert count == 1000
+    assert full
+    assert limiter.records_per_second == 1000
+    assert limiter.bytes_per_second == 100_000

@@ -349,7 +349,7 @@ async def test_backlog_block_policy_waits_and_memory_stays_bounded() -> None:
     async with AsyncProducer(STREAM, kinesis=kinesis, settings=s) as producer:
         for i in range(100):
             await producer.put(b"k", partition_key=f"k{i % 7}")
-            peak = max(peak, producer._buffered_records)
+            peak = max(peak, producer._acc.buffered_records)
         kinesis.clear_faults()
     assert peak <= 20
     assert len(await all_user_records(kinesis, STREAM)) == 100
@@ -404,8 +404,8 @@ async def test_close_fails_records_of_a_request_cancelled_before_it_ran() -> Non
     )
     await producer.start()
     futures = [await producer.put(b"c", partition_key=f"k{i}") for i in range(20)]
-    producer._dispatch(producer._clock() + 31.0)  # past linger: the request task is created
-    requests = list(producer._tasks)
+    producer._sender.dispatch(producer._clock() + 31.0)  # past linger: the request is created
+    requests = list(producer._sender.tasks)
     assert requests
     for task in requests:
         task.cancel()  # before its first step

@@ -74,9 +74,33 @@ class ShardLimiter:
             return True
         return False
 
+    def admissible(self, record_bytes: float, now: float) -> tuple[float, float, bool]:
+        """What the buckets allow now for records of ``record_bytes`` bytes each: how many
+        records, how many more per second, and whether a bucket is (nearly) full — waiting
+        longer would waste tokens."""
+        records, nbytes = self._records, self._bytes
+        records._refill(now)
+        nbytes._refill(now)
+        per_record = max(1.0, record_bytes)
+        count = min(records.tokens, nbytes.tokens / per_record)
+        rate = min(records.rate, nbytes.rate / per_record)
+        # Full means the bucket that binds (records or bytes) is: the other may well be full
+        # while the binding one is empty, and waiting then wastes nothing.
+        full = count >= 0.9 * min(records.capacity, nbytes.capacity / per_record)
+        return count, rate, full
+
     def wait_time(self, nbytes: int, now: float, records: int = 1) -> float:
         """Seconds until ``records`` records of ``nbytes`` bytes in all can be admitted."""
         return max(self._records.wait_time(records, now), self._bytes.wait_time(nbytes, now))
+
+    @property
+    def records_per_second(self) -> float:
+        """The Kinesis records per second admitted now (after any adaptive slow-down)."""
+        return self._records.rate
+
+    @property
+    def bytes_per_second(self) -> float:
+        return self._bytes.rate
 
     def _apply(self) -> None:
         self._records.set_rate(self._rps * self.factor)
