@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -41,7 +42,6 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from _emulators import dynalite, kinesis_mock  # noqa: E402
 from interop._kcl import Endpoints, JavaWorker, ensure_kcl, read_handled  # noqa: E402
-
 from kinesio import ProducerRecord, aggregation  # noqa: E402
 
 KINESIO_WORKER = ROOT / "tests" / "interop" / "kinesio_worker.py"
@@ -65,15 +65,13 @@ def children_cpu() -> float:
 
 
 def fill(endpoints: Endpoints, stream: str, records: int) -> None:
-    client = boto3.client(
-        "kinesis", endpoint_url=endpoints.kinesis, region_name=endpoints.region
-    )
+    client = boto3.client("kinesis", endpoint_url=endpoints.kinesis, region_name=endpoints.region)
     client.create_stream(StreamName=stream, ShardCount=2)
     client.get_waiter("stream_exists").wait(
         StreamName=stream, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100}
     )
     batch: list[ProducerRecord] = []
-    entries = []
+    entries: list[dict[str, object]] = []
     for i in range(records):
         batch.append(ProducerRecord(f"{i}:".encode().ljust(100, b"x"), f"k{i % 64}"))
         if len(batch) == 400 or i == records - 1:
@@ -87,7 +85,7 @@ def fill(endpoints: Endpoints, stream: str, records: int) -> None:
 
 
 def run_worker(
-    name: str, start: "callable[[], subprocess.Popen[bytes]]", log_dir: Path, records: int
+    name: str, start: Callable[[], subprocess.Popen[bytes]], log_dir: Path, records: int
 ) -> Row:
     before = children_cpu()
     began = time.monotonic()

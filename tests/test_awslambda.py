@@ -231,12 +231,11 @@ def test_a_real_shaped_event_from_the_lambda_documentation() -> None:
     assert encode([ProducerRecord(b"k", "1")]).startswith(MAGIC)
 
 
-def test_the_readme_lambda_examples_run_as_written(capsys: pytest.CaptureFixture[str]) -> None:
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = text.split("## AWS Lambda", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+def test_the_lambda_page_examples_run_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    page = Path(__file__).resolve().parents[1] / "docs" / "lambda.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
     assert len(blocks) == 2
     namespace: dict[str, Any] = {}
-    exec(compile("".join(blocks), "README.md", "exec"), namespace)
+    exec(compile("".join(blocks), "docs/lambda.md", "exec"), namespace)
     namespace["test_the_function_reports_the_failing_aggregate"]()
     assert "shardId-000000000000" in capsys.readouterr().out  # the first record was handled

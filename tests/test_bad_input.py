@@ -5,7 +5,7 @@ Every row runs a scenario that does something good, then the bad thing (which mu
 row's error, with the row's words in its message), then something good again, and checks that
 the good work is all there and nothing was written for the bad one. Rows whose error is None
 are runtime conditions kinesio handles itself (as the KCL does): no error reaches the caller
-and nothing is lost. The README's "Errors" table lists the same rows.
+and nothing is lost. The documentation's "Errors" page (docs/errors.md) lists the same rows.
 
 Rows about AWS behaviour run against moto's server (``moto_endpoint``); faults that no
 emulator produces (access denied) are injected into the real aiobotocore clients with
