@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from kinesio import AsyncProducer, CloudWatchMetrics, ProducerSettings
 from kinesio.events import DiagnosticEvent, EventHook
-from kinesio.prometheus import PrometheusMetrics
+from kinesio.metrics.prometheus import PrometheusMetrics
 from kinesio.testing import InMemoryKinesis
 
 STREAM = "events"

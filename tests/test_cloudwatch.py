@@ -16,8 +16,12 @@ import kinesio
 from _metrics_drive import consume, produce
 from kinesio import events as ev
 from kinesio._aws import AWSConfig, create_client
-from kinesio.cloudwatch import MAX_DATUMS_PER_CALL, BlockingCloudWatchMetrics, CloudWatchMetrics
 from kinesio.local import LocalEndpoint
+from kinesio.metrics.cloudwatch import (
+    MAX_DATUMS_PER_CALL,
+    BlockingCloudWatchMetrics,
+    CloudWatchMetrics,
+)
 from kinesio.testing import BotocoreFaults, Fault, InMemoryKinesis
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from _metrics_drive import consume, produce
 from kinesio import events as ev
 from kinesio.consumer import _fetcher
-from kinesio.prometheus import METRICS, PrometheusMetrics
+from kinesio.metrics.prometheus import METRICS, PrometheusMetrics
 from kinesio.testing import Fault, InMemoryKinesis
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -200,6 +200,7 @@ def test_lease_shard_and_failure_events_map_to_their_series() -> None:
 
 def test_a_missing_prometheus_client_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
-    monkeypatch.delitem(sys.modules, "kinesio.prometheus")
-    with pytest.raises(ImportError, match=r"kinesio\[prometheus\]"):
-        importlib.import_module("kinesio.prometheus")
+    for name in ("kinesio.metrics.prometheus", "kinesio.prometheus"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+        with pytest.raises(ImportError, match=r"kinesio\[prometheus\]"):
+            importlib.import_module(name)

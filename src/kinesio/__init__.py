@@ -36,7 +36,6 @@ from kinesio._errors import (
     ValidationError,
 )
 from kinesio._models import ExtendedSequenceNumber, ProducerRecord, PutResult, Record, Shard
-from kinesio.cloudwatch import BlockingCloudWatchMetrics, CloudWatchMetrics
 from kinesio.consumer import (
     AsyncConsumer,
     Checkpointer,
@@ -50,6 +49,7 @@ from kinesio.consumer import (
 )
 from kinesio.leases import DynamoDBLeaseStore, LeaseStore, MemoryLeaseStore
 from kinesio.metrics import ProducerMetrics
+from kinesio.metrics.cloudwatch import BlockingCloudWatchMetrics, CloudWatchMetrics
 from kinesio.producer import AsyncProducer
 from kinesio.sync import BlockingCheckpointer, Consumer, Producer
 

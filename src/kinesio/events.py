@@ -6,9 +6,10 @@ Pass ``on_event=callback`` to :class:`kinesio.AsyncProducer` / :class:`kinesio.A
 it runs on the event loop. An exception it raises is logged and does not stop kinesio.
 
 Every event names the stream it concerns (``stream_name``, filled in by the producer or
-consumer that emits it), so that one callback — e.g. :class:`kinesio.prometheus.PrometheusMetrics`
-or :class:`kinesio.cloudwatch.CloudWatchMetrics` — can serve several producers and consumers;
-:func:`broadcast` passes each event to several callbacks.
+consumer that emits it), so that one callback — e.g.
+:class:`kinesio.metrics.prometheus.PrometheusMetrics` or
+:class:`kinesio.metrics.cloudwatch.CloudWatchMetrics` — can serve several producers and
+consumers; :func:`broadcast` passes each event to several callbacks.
 """
 
 from __future__ import annotations

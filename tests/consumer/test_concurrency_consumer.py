@@ -23,7 +23,7 @@ from kinesio._models import ExtendedSequenceNumber, Record
 from kinesio.events import DiagnosticEvent, RecordDeadLettered
 from kinesio.leases import MemoryLeaseStore
 from kinesio.local import LocalEndpoint
-from kinesio.prometheus import PrometheusMetrics
+from kinesio.metrics.prometheus import PrometheusMetrics
 from kinesio.testing import InMemoryKinesis
 
 STREAM = "events"
