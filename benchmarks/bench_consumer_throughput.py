@@ -63,18 +63,19 @@ import platform
 import pstats
 import random
 import resource
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+
+from _harness import ensure_installed, moto_server
 
 ROOT = Path(__file__).resolve().parent.parent
 ASYNC_KINESIS_VERSION = "3.0.1"
@@ -338,97 +339,6 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def serve_moto(port: int) -> None:
-    """moto's server (as ``python -m moto.server`` runs it), one request at a time.
-
-    moto's Kinesis backend numbers records without a lock, so concurrent PutRecords calls
-    (the producer filling the streams sends several) could lose records; a lock around the app
-    keeps moto's threaded server while the backend sees one request at a time (werkzeug 3.1
-    closes the connection after every answer: no keep-alive, a TCP connect per call). moto
-    also finds a shard's last sequence number by copying every key into a list, once per record
-    stored; the same answer in O(1) keeps filling the streams fast. Reads are
-    moto's own code.
-    """
-    import logging
-    import threading
-
-    from moto.kinesis.models import Shard
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
-    from werkzeug.serving import run_simple
-
-    def first_key(self: Any) -> int:
-        return next(iter(self.records), 0)
-
-    def last_key(self: Any) -> int:
-        return next(reversed(self.records), 0)
-
-    setattr(Shard, "get_min_sequence_number", first_key)  # noqa: B010
-    setattr(Shard, "get_max_sequence_number", last_key)  # noqa: B010
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    app = DomainDispatcherApplication(create_backend_app)
-    lock = threading.Lock()
-
-    def one_at_a_time(environ: Any, start_response: Any) -> list[bytes]:
-        with lock:
-            body = app(environ, start_response)
-            try:
-                return list(body)
-            finally:
-                close = getattr(body, "close", None)
-                if close is not None:
-                    close()
-
-    os.environ.setdefault("MOTO_PORT", str(port))
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    run_simple("127.0.0.1", port, one_at_a_time, threaded=True, request_handler=MotoRequestHandler)
-
-
-@contextlib.contextmanager
-def moto_server(env: dict[str, str]) -> Iterator[str]:
-    """moto's server in its own process on 127.0.0.1; yields its URL, stops it at the end."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--moto-server", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("moto server did not start")
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def ensure_installed(requirement: str, target: Path, marker: str) -> None:
-    """pip-install ``requirement`` without its dependencies into ``target`` once."""
-    if (target / marker).exists():
-        return
-    print(f"installing {requirement} into {target}", flush=True)
-    subprocess.run(
-        [
-            *(sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"),
-            *("--no-deps", "--target", str(target), requirement),
-        ],
-        check=True,
-    )
-
-
 def workload(n: int, seed: int = 42) -> tuple[list[bytes], list[str]]:
     """``n`` 100-byte records, each starting with its zero-padded index, and their keys."""
     rng = random.Random(seed)
@@ -544,11 +454,7 @@ def main() -> None:
         help="kinesio's lease store (kcl-rs always uses a DynamoDB table on moto)",
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--moto-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.moto_server:
-        serve_moto(args.moto_server)
-        return
     if args.child:
         child(Case(**json.loads(args.child)))
         return

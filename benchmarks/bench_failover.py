@@ -39,7 +39,6 @@ import os
 import platform
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,16 +46,28 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import IO, Any
 
+from _harness import moto_server
+
 REGION = "us-east-1"
 
 
 # -- the worker (child side) --------------------------------------------------------------------
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    for name in list(env):
+        if name.startswith("AWS_"):
+            del env[name]
+    # moto accepts any credentials; these reach no real account.
+    env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+    env.update(AWS_DEFAULT_REGION=REGION)
+    return env
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -99,88 +110,6 @@ def worker(args: argparse.Namespace) -> None:
 
 
 # -- the emulator (a separate process) ----------------------------------------------------------
-
-
-def serve_moto(port: int) -> None:
-    """moto's server (as ``python -m moto.server`` runs it), one request at a time.
-
-    moto's backends are not thread-safe (Kinesis numbers records without a lock; DynamoDB's
-    conditional writes check and write in separate steps), and four processes call it at once
-    here; a lock around the app keeps moto's threaded server while the backends see one
-    request at a time. werkzeug 3.1 closes the connection after every answer (no keep-alive).
-    """
-    import logging
-
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
-    from werkzeug.serving import run_simple
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    app = DomainDispatcherApplication(create_backend_app)
-    lock = threading.Lock()
-
-    def one_at_a_time(environ: Any, start_response: Any) -> list[bytes]:
-        with lock:
-            body = app(environ, start_response)
-            try:
-                return list(body)
-            finally:
-                close = getattr(body, "close", None)
-                if close is not None:
-                    close()
-
-    os.environ.setdefault("MOTO_PORT", str(port))
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    run_simple("127.0.0.1", port, one_at_a_time, threaded=True, request_handler=MotoRequestHandler)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    for name in list(env):
-        if name.startswith("AWS_"):
-            del env[name]
-    # moto accepts any credentials; these reach no real account.
-    env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
-    env.update(AWS_DEFAULT_REGION=REGION)
-    return env
-
-
-@contextlib.contextmanager
-def moto_server(env: dict[str, str]) -> Iterator[str]:
-    """moto's server in its own process on 127.0.0.1; yields its URL, stops it at the end."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--moto-server", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("moto server did not start")
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 # -- one setting (parent side) ------------------------------------------------------------------
@@ -513,7 +442,6 @@ def main() -> None:
     parser.add_argument("--wide-rounds", type=int, default=2, help="200 shards, 4 workers")
     parser.add_argument("--tuned-rounds", type=int, default=3)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--moto-server", type=int, help=argparse.SUPPRESS)
     for name in ("--name", "--stream", "--app", "--endpoint", "--log"):
         parser.add_argument(name, help=argparse.SUPPRESS)
     parser.add_argument("--failover-time", type=float, default=10.0, help=argparse.SUPPRESS)
@@ -525,9 +453,6 @@ def main() -> None:
         "--no-handoff", action="store_true", help="workers without graceful_handoff (the before)"
     )
     args = parser.parse_args()
-    if args.moto_server:
-        serve_moto(args.moto_server)
-        return
     if args.worker:
         worker(args)
         return

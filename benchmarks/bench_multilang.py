@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from _emulators import dynalite, kinesis_mock  # noqa: E402
 from interop._kcl import Endpoints, JavaWorker, ensure_kcl, read_handled  # noqa: E402
-from kinesio import ProducerRecord, aggregation  # noqa: E402
+from kinesio import Producer, ProducerSettings  # noqa: E402
 
 KINESIO_WORKER = ROOT / "tests" / "interop" / "kinesio_worker.py"
 
@@ -65,23 +65,21 @@ def children_cpu() -> float:
 
 
 def fill(endpoints: Endpoints, stream: str, records: int) -> None:
+    """``records`` 100-byte records over 64 keys, through kinesio's (shard-aware, aggregating)
+    producer: every user record sits in the shard its key hashes to, as the KCL requires."""
     client = boto3.client("kinesis", endpoint_url=endpoints.kinesis, region_name=endpoints.region)
     client.create_stream(StreamName=stream, ShardCount=2)
     client.get_waiter("stream_exists").wait(
         StreamName=stream, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100}
     )
-    batch: list[ProducerRecord] = []
-    entries: list[dict[str, object]] = []
-    for i in range(records):
-        batch.append(ProducerRecord(f"{i}:".encode().ljust(100, b"x"), f"k{i % 64}"))
-        if len(batch) == 400 or i == records - 1:
-            key = str((2**127) * (len(entries) % 2) + 1)
-            entries.append(
-                {"Data": aggregation.encode(batch), "PartitionKey": "a", "ExplicitHashKey": key}
-            )
-            batch = []
-    for start in range(0, len(entries), 100):
-        client.put_records(StreamName=stream, Records=entries[start : start + 100])
+    settings = ProducerSettings(aggregate=True, linger=0.05)
+    with Producer(stream, endpoint_url=endpoints.kinesis, settings=settings) as producer:
+        futures = [
+            producer.put(f"{i}:".encode().ljust(100, b"x"), partition_key=f"k{i % 64}")
+            for i in range(records)
+        ]
+        for future in futures:
+            future.result()
 
 
 def run_worker(

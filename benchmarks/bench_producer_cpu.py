@@ -5,8 +5,8 @@ Run: .venv/bin/python benchmarks/bench_producer_cpu.py        (about 90 s)
 Each client writes N 100-byte user records (random partition keys drawn from 1000 keys) to its
 own 4-shard stream on moto's server, which runs in a separate process on 127.0.0.1 (a free
 port) and is stopped at the end. That server takes requests one at a time and finds a shard's
-last sequence number in O(1) (see ``serve_moto``): without the first, moto loses records under
-concurrent PutRecords; without the second, it slows down as its shards fill.
+last sequence number in O(1) (see ``_harness.serve_moto``): without the first, moto loses
+records under concurrent PutRecords; without the second, it slows down as its shards fill.
 
 Each client runs in its own child process; the figure is that process's user + system CPU
 (``getrusage(RUSAGE_SELF)``, every thread included) from the first put, after connecting, to
@@ -34,7 +34,7 @@ client runs the same aiobotocore), into ``.venv-bench/<name>-<version>`` (git-ig
 on the child's ``PYTHONPATH``; kinesio's ``.venv`` is left unchanged.
 
 No HTTP keep-alive: moto's werkzeug server closes the connection after every answer, so every
-client opens a TCP connection per call (see ``serve_moto``).
+client opens a TCP connection per call (see ``_harness.serve_moto``).
 
 moto stores some 10 000 to 15 000 records/s here, and both async clients apply their own rate
 limits, so records/s is not a measure of the client: CPU seconds are the figure to compare.
@@ -52,17 +52,17 @@ import os
 import platform
 import random
 import resource
-import signal
 import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+
+from _harness import ensure_installed, moto_server
 
 ROOT = Path(__file__).resolve().parent.parent
 ASYNC_KINESIS_VERSION = "3.0.1"
@@ -281,104 +281,6 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def serve_moto(port: int) -> None:
-    """moto's server (as ``python -m moto.server`` runs it) with requests taken one at a time.
-
-    moto's Kinesis backend is not thread-safe: two PutRecords calls handled at once can give
-    records the same sequence number, and one overwrites the other. Clients that send several
-    requests at once (kinesio does) would then appear to lose records. A lock around the app
-    keeps moto's threaded server while its backend sees one request at a time.
-
-    There is no HTTP keep-alive here: werkzeug's server (3.1) answers every request with
-    ``Connection: close``, so every client opens a new TCP connection per call. That cost lands
-    on every client in the table alike, and a real endpoint (TLS, keep-alive) costs differently.
-
-    Its shards also find their last sequence number by copying every key into a list, once per
-    record stored, so a shard gets slower as it fills (~1 200 records/s at 25 000 records).
-    The same answer in O(1) keeps the emulator's pace steady across the runs.
-    """
-    import logging
-    import threading
-
-    from moto.kinesis.models import Shard
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
-    from werkzeug.serving import run_simple
-
-    def first_key(self: Any) -> int:
-        return next(iter(self.records), 0)
-
-    def last_key(self: Any) -> int:
-        return next(reversed(self.records), 0)
-
-    Shard.get_min_sequence_number = first_key  # type: ignore[method-assign]
-    Shard.get_max_sequence_number = last_key  # type: ignore[method-assign]
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-    app = DomainDispatcherApplication(create_backend_app)
-    lock = threading.Lock()
-
-    def one_at_a_time(environ: Any, start_response: Any) -> list[bytes]:
-        with lock:
-            body = app(environ, start_response)
-            try:
-                return list(body)
-            finally:
-                close = getattr(body, "close", None)
-                if close is not None:
-                    close()
-
-    os.environ.setdefault("MOTO_PORT", str(port))
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    run_simple("127.0.0.1", port, one_at_a_time, threaded=True, request_handler=MotoRequestHandler)
-
-
-@contextlib.contextmanager
-def moto_server(env: dict[str, str]) -> Iterator[str]:
-    """moto's server in its own process on 127.0.0.1; yields its URL, stops it at the end."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--moto-server", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("moto server did not start")
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def ensure_peer(requirement: str, target: Path, marker: str) -> None:
-    """Install a peer client, without its dependencies (kinesio's dev install has them:
-    aiobotocore, aws_kinesis_agg, anyio, sortedcontainers), into ``target``."""
-    if (target / marker).exists():
-        return
-    print(f"installing {requirement} into {target}", flush=True)
-    subprocess.run(
-        [
-            *(sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"),
-            *("--no-deps", "--target", str(target)),
-            requirement,
-        ],
-        check=True,
-    )
-
-
 @dataclass
 class Outcome:
     case: Case
@@ -515,11 +417,7 @@ def main() -> None:
         help="comma-separated subset of: " + ", ".join(LABELS),
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--moto-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.moto_server:
-        serve_moto(args.moto_server)
-        return
     if args.child:
         child(Case(**json.loads(args.child)))
         return
@@ -534,11 +432,11 @@ def main() -> None:
         else:
             cases += [Case(client, True, args.records), Case(client, False, raw_n)]
     if any(c.client == "async-kinesis" for c in cases):
-        ensure_peer(
+        ensure_installed(
             f"async-kinesis=={ASYNC_KINESIS_VERSION}", ASYNC_KINESIS_DIR, "kinesis/producer.py"
         )
     if any(c.client == "aiokpl" for c in cases):
-        ensure_peer(f"aiokpl=={AIOKPL_VERSION}", AIOKPL_DIR, "aiokpl/producer.py")
+        ensure_installed(f"aiokpl=={AIOKPL_VERSION}", AIOKPL_DIR, "aiokpl/producer.py")
 
     import boto3
 
