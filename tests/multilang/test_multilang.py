@@ -316,20 +316,37 @@ def test_v2_and_v3_processors_see_every_record_in_order_and_checkpoint(
         ) == last[shard]
 
 
-def test_a_child_that_dies_stops_the_worker_and_a_restart_loses_nothing(app: App) -> None:
+def test_a_child_that_dies_is_replaced_at_the_checkpoint_and_nothing_is_lost(app: App) -> None:
     app.put(0, 60, aggregate=False)
     v3 = f"{sys.executable} {APPS / 'v3_logger.py'}"
-    crashing = app.start(app.properties(v3), CRASH_AFTER="20")
-    code = crashing.proc.wait(90)
-    crashing.kill()
-    text = crashing.log.read_text(errors="replace")
-    assert code == 1
+    daemon = app.start(
+        app.properties(v3), CRASH_AFTER="20", CRASH_ONCE=str(app.tmp / "crashed-once")
+    )
+    wait_until(lambda: set(numbers(app.handled())) >= set(range(60)), 90, "every record", daemon)
+    assert daemon.stop() == 0
+    text = daemon.log.read_text(errors="replace")
     assert "crashing on purpose" in text
-    assert "error:" in text
     assert "ended while 'processRecords' was unanswered" in text
-    assert "exited with status 3" in text
+    assert "releasing the lease: the shard restarts at its last checkpoint" in text
+    kinds = [parts[0] for parts in app.logged()]
+    assert kinds.count("init") == 3  # two shards, and the replacement child
+    # the replacement started at the crashed child's last checkpoint: what it had handled
+    # after that checkpoint came again, nothing was skipped
+    assert set(numbers(app.handled())) == set(range(60))
+
+
+def test_a_child_that_keeps_dying_stops_the_worker(app: App) -> None:
+    app.put(0, 60, aggregate=False)
+    v3 = f"{sys.executable} {APPS / 'v3_logger.py'}"
+    daemon = app.start(app.properties(v3), CRASH_AFTER="5")
+    code = daemon.proc.wait(120)
+    daemon.kill()
+    text = daemon.log.read_text(errors="replace")
+    assert code == 1
+    assert "failure 2 of 3 in a row" in text
+    assert "error:" in text
+    # whatever was handled, the checkpoints never passed it: a fresh worker gets the rest
     before = set(numbers(app.handled()))
-    # a fresh worker resumes at the checkpoints: everything not checkpointed comes again
     again = app.start(app.properties(v3))
     wait_until(lambda: set(numbers(app.handled())) >= set(range(60)), 60, "the rest", again)
     assert again.stop() == 0

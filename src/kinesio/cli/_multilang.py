@@ -35,8 +35,9 @@ def multilang(
     leaseLost, shardEnded, shutdownRequested, checkpoint), on kinesio's KCL-compatible lease
     table: kinesio and Java daemon workers can share one application. SIGTERM / SIGINT shut
     down gracefully (each child gets shutdownRequested and may checkpoint). A child that dies
-    or breaks the protocol stops the worker with exit status 1, as the Java daemon does;
-    records after its last checkpoint are delivered again to the next owner.
+    or breaks the protocol is replaced: its lease is released and the shard starts again at
+    its last checkpoint with a new child; three failures in a row on one shard stop the worker
+    with exit status 1, as the Java daemon stops. Nothing is lost either way.
 
     Example: kinesio multilang sample.properties
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from kinesio._aws import AWSConfig
@@ -20,11 +21,14 @@ from kinesio.consumer import (
     ShardEndedInput,
     ShutdownRequestedInput,
 )
+from kinesio.consumer._processor import run_processor
+from kinesio.consumer._stream import ShardStream
 from kinesio.leases import DynamoDBLeaseStore
 from kinesio.multilang._properties import MultiLangConfig
 from kinesio.multilang._protocol import (
     CheckpointCallback,
     Child,
+    ChildProcessError,
     initialize_message,
     record_message,
 )
@@ -122,10 +126,53 @@ class MultiLangProcessor:
         finally:
             await self._close()
 
+    async def discard(self) -> None:
+        """Stop a child that failed (its stdin closed, killed if it lingers)."""
+        await self._close()
+
     async def _close(self) -> None:
         if self._child is not None:
             code = await self._child.close()
             logger.info("[%s] child process exited with status %s", self._child.shard_id, code)
+
+
+#: A shard whose child fails this many times in a row stops the worker (exit status 1).
+MAX_CHILD_FAILURES = 3
+
+
+def _restarting(
+    config: MultiLangConfig, consumer: AsyncConsumer
+) -> Callable[[ShardStream], Coroutine[Any, Any, None]]:
+    """Each leased shard's driver: the processor's lifecycle, and when its child dies or breaks
+    the protocol, the lease is released so that the shard starts again at its last checkpoint
+    (here, with a new child, once the lease is taken again; or on another worker) — records
+    after that checkpoint are delivered again, none is lost. After ``MAX_CHILD_FAILURES``
+    failures in a row on one shard the error stops the worker, as the Java daemon stops."""
+    failures: dict[str, int] = {}
+
+    async def work(stream: ShardStream) -> None:
+        processor = MultiLangProcessor(config)
+        try:
+            await run_processor(stream, lambda: processor, wrap_checkpointer=None, in_thread=False)
+        except ChildProcessError as exc:
+            await processor.discard()
+            count = failures.get(stream.shard_id, 0) + 1
+            failures[stream.shard_id] = count
+            if count >= MAX_CHILD_FAILURES:
+                raise
+            logger.error(
+                "[%s] %s; releasing the lease: the shard restarts at its last checkpoint "
+                "(failure %d of %d in a row)",
+                stream.shard_id,
+                exc,
+                count,
+                MAX_CHILD_FAILURES,
+            )
+            await stream._handle.release()
+        else:
+            failures.pop(stream.shard_id, None)
+
+    return work
 
 
 def _aws(config: MultiLangConfig, endpoint: str | None) -> AWSConfig:
@@ -134,9 +181,11 @@ def _aws(config: MultiLangConfig, endpoint: str | None) -> AWSConfig:
 
 async def run(config: MultiLangConfig, *, install_signal_handlers: bool = True) -> None:
     """Run the daemon until SIGTERM / SIGINT (a graceful shutdown: every child is told
-    ``shutdownRequested`` and may checkpoint) or a child's failure, which shuts the worker
-    down gracefully and is raised (as the Java daemon exits): records after the last
-    checkpoint are delivered again to whichever worker takes the shard next."""
+    ``shutdownRequested`` and may checkpoint). A child that dies or breaks the protocol is
+    replaced: its lease is released and the shard starts again at its last checkpoint; after
+    ``MAX_CHILD_FAILURES`` failures in a row on one shard the worker shuts down gracefully and
+    the error is raised (as the Java daemon exits). Nothing is lost either way: records after
+    the last checkpoint are delivered again."""
     from kinesio._aws import AioKinesis
 
     kinesis = await AioKinesis.create(_aws(config, config.kinesis_endpoint))
@@ -164,7 +213,7 @@ async def run(config: MultiLangConfig, *, install_signal_handlers: bool = True) 
                 consumer.worker_id,
                 " ".join(config.executable),
             )
-            await consumer.run(lambda: MultiLangProcessor(config))
+            await consumer._drive(_restarting(config, consumer))
     finally:
         if install_signal_handlers:
             for signum in (signal.SIGTERM, signal.SIGINT):

@@ -1,7 +1,8 @@
 """An amazon_kclpy v3 record processor: logs every record to $RECORD_LOG and checkpoints after
 every batch, at the shard end and when shutdown is requested.
 
-``CRASH_AFTER=N`` exits with status 3 after N records (a child that dies mid-shard).
+``CRASH_AFTER=N`` exits with status 3 after N records (a child that dies mid-shard); with
+``CRASH_ONCE=<path>`` only the first child to get there does (it creates the file).
 """
 
 import base64
@@ -34,8 +35,12 @@ class LoggingProcessor(processor.RecordProcessorBase):
             self.seen += 1
             last = record
             if self.crash_after and self.seen >= self.crash_after:
-                sys.stderr.write("crashing on purpose\n")
-                os._exit(3)
+                once = os.environ.get("CRASH_ONCE")
+                if once is None or not os.path.exists(once):
+                    if once is not None:
+                        open(once, "w").close()
+                    sys.stderr.write("crashing on purpose\n")
+                    os._exit(3)
         if last is not None:
             try:
                 process_records_input.checkpointer.checkpoint(
