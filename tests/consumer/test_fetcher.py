@@ -229,6 +229,25 @@ def test_deaggregate_drops_user_records_outside_the_shard() -> None:
     assert all(r.shard_id == low.shard_id for r in records)
 
 
+def test_deaggregate_hashes_repeated_keys_alike_and_keeps_all_on_a_whole_range_shard() -> None:
+    low = Shard("shardId-000000000001", 0, HALF - 1, parent_shard_id=SHARD0)
+    high_key = next(f"k{i}" for i in range(100) if aggregation.hash_key(f"k{i}") >= HALF)
+    low_key = next(f"k{i}" for i in range(100) if aggregation.hash_key(f"k{i}") < HALF)
+    keys = [low_key, high_key, low_key, high_key, low_key]
+    users = [ProducerRecord(f"{i}".encode(), key) for i, key in enumerate(keys)]
+    blob = aggregation.encode(users)
+    kept = deaggregate(kinesis_record(blob), low)
+    assert [r.sub_sequence_number for r in kept] == [0, 2, 4]
+    whole = Shard(SHARD0, 0, MAX_HASH_KEY)
+    assert [r.sub_sequence_number for r in deaggregate(kinesis_record(blob), whole)] == [
+        0,
+        1,
+        2,
+        3,
+        4,
+    ]
+
+
 # -- start positions --------------------------------------------------------------------------
 
 

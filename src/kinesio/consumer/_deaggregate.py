@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kinesio import aggregation
 from kinesio._errors import AggregationError
-from kinesio._models import KinesisRecord, ProducerRecord, Record, Shard
+from kinesio._models import MAX_HASH_KEY, KinesisRecord, ProducerRecord, Record, Shard
 
 
 def deaggregate(record: KinesisRecord, shard: Shard) -> list[Record]:
@@ -36,20 +36,37 @@ def deaggregate(record: KinesisRecord, shard: Shard) -> list[Record]:
             )
         ]
     out: list[Record] = []
+    append = out.append
+    sequence_number = record.sequence_number
+    arrival = record.approximate_arrival_timestamp
+    shard_id = shard.shard_id
+    everything = shard.starting_hash_key == 0 and shard.ending_hash_key == MAX_HASH_KEY
+    # An aggregate's records share a partition-key table: each key is hashed once.
+    inside: dict[str, bool] = {}
     for index, user in enumerate(users):
-        # decode() has validated the explicit hash key and the UTF-8 of the partition key, so
-        # hash_key() cannot fail here.
-        if not shard.contains(aggregation.hash_key(user.partition_key, user.explicit_hash_key)):
-            continue
-        out.append(
+        key = user.partition_key
+        explicit = user.explicit_hash_key
+        if not everything:
+            # decode() has validated the explicit hash key and the UTF-8 of the partition key,
+            # so hash_key() cannot fail here.
+            if explicit is not None:
+                keep = shard.contains(aggregation.hash_key(key, explicit))
+            else:
+                found = inside.get(key)
+                if found is None:
+                    found = inside[key] = shard.contains(aggregation.hash_key(key))
+                keep = found
+            if not keep:
+                continue
+        append(
             Record(
                 data=user.data,
-                partition_key=user.partition_key,
-                sequence_number=record.sequence_number,
+                partition_key=key,
+                sequence_number=sequence_number,
                 sub_sequence_number=index,
-                explicit_hash_key=user.explicit_hash_key,
-                approximate_arrival_timestamp=record.approximate_arrival_timestamp,
-                shard_id=shard.shard_id,
+                explicit_hash_key=explicit,
+                approximate_arrival_timestamp=arrival,
+                shard_id=shard_id,
                 aggregated=True,
             )
         )
