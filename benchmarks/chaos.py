@@ -7,8 +7,9 @@ Consumer group under fire (the default mode)::
     .venv/bin/python benchmarks/chaos.py consumer --size smoke --backend moto  # ListShards fallback
 
 A producer in this process writes records ``(key, n)`` — about 1000 partition keys, ``n``
-counting up per key — with ``ordered=True`` and KPL aggregation. Worker processes (this file,
-``worker`` mode: an ``AsyncConsumer`` sharing one DynamoDB lease table) log every record they
+counting up per key — with ``ordered=True`` and KPL aggregation. Worker processes
+(``python -m kinesio.cli._worker``, the worker the playground and the tests run too: an
+``AsyncConsumer`` sharing one DynamoDB lease table) log every record they
 handle and every lease write they make (take, renewal, checkpoint, with the lease counter it
 set), through ``kinesio.testing.chaos.WorkerLog``. Meanwhile a scheduler injects:
 
@@ -62,25 +63,19 @@ from pathlib import Path
 from typing import IO, Any
 
 from kinesio import (
-    AsyncConsumer,
     AsyncProducer,
-    ConsumerSettings,
     DynamoDBLeaseStore,
-    InitialPosition,
-    Polling,
     ProducerSettings,
     PutResult,
-    Record,
 )
 from kinesio._aws import AioKinesis
 from kinesio._errors import KinesioError
 from kinesio.local import LocalEndpoint, moto_server
-from kinesio.testing import CONNECTION_CLOSED, READ_TIMEOUT, BotocoreFaults, Fault
+from kinesio.testing import CONNECTION_CLOSED, BotocoreFaults, Fault
 from kinesio.testing.chaos import (
     Disruption,
     LeaseSnapshot,
     LogTail,
-    WorkerLog,
     WorkerRecords,
     consumer_verdict,
     format_table,
@@ -270,91 +265,6 @@ def emulators(backend: str) -> Iterator[Endpoints]:
         yield Endpoints(kinesis, dynamodb, backend)
 
 
-# -- the worker process ------------------------------------------------------------------------
-
-
-def worker_faults(rate: float, seed: int) -> BotocoreFaults:
-    """GetRecords answers: throttled, InternalFailure, dropped connections and read timeouts."""
-    return BotocoreFaults(
-        Fault("GetRecords", PTE, probability=rate),
-        Fault("GetRecords", "InternalFailure", probability=rate / 2),
-        Fault("GetRecords", CONNECTION_CLOSED, probability=rate / 4),
-        Fault("GetRecords", READ_TIMEOUT, probability=rate / 8, latency=0.2),
-        Fault("GetShardIterator", "InternalFailure", probability=rate / 4),
-        seed=seed,
-    )
-
-
-async def run_worker(args: argparse.Namespace) -> None:
-    faults = worker_faults(args.fault_rate, seed=os.getpid())
-    kinesis = await AioKinesis.create(faults.aws_config(LocalEndpoint(args.kinesis)))
-    lease_faults = BotocoreFaults(
-        Fault("*", "InternalServerError", probability=args.fault_rate / 2),
-        Fault("*", CONNECTION_CLOSED, probability=args.fault_rate / 4),
-        seed=os.getpid(),
-        service="dynamodb",
-    )
-    store = DynamoDBLeaseStore(args.app, aws=lease_faults.aws_config(LocalEndpoint(args.dynamodb)))
-    settings = ConsumerSettings(
-        worker_id=args.name,
-        failover_time=args.failover,
-        renew_interval=args.failover / 4,
-        take_interval=args.failover / 3,
-        shard_sync_interval=2.0,
-        initial_position=InitialPosition.TRIM_HORIZON,
-        retrieval=Polling(idle_time=0.2, catch_up_interval=0.05),
-        shutdown_timeout=10.0,
-    )
-    parent = os.getppid()
-    with open(args.log, "a", encoding="utf-8") as out:  # noqa: ASYNC230 - before any task
-        log = WorkerLog(out, args.name)
-        consumer = AsyncConsumer(
-            args.stream,
-            application_name=args.app,
-            settings=settings,
-            lease_store=store,
-            kinesis=kinesis,
-            on_event=log.event,
-        )
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, consumer.request_shutdown)
-
-        async def storms_and_orphans() -> None:
-            rng = random.Random(os.getpid())
-            while True:
-                await asyncio.sleep(1.0)
-                if os.getppid() != parent:  # the harness died: do not outlive it
-                    consumer.request_shutdown()
-                    return
-                if args.storm_every and rng.random() < 1.0 / args.storm_every:
-                    await storm(faults, Fault("GetRecords", PTE), seconds=STORM_SECONDS)
-
-        def handle(record: Record) -> None:
-            log.handled(record.shard_id, record.position, record.data)
-
-        jitter = random.Random(os.getpid())
-
-        async def handle_concurrently(record: Record) -> None:
-            # finish out of order across keys, so a checkpoint past an unfinished record
-            # would show up as a lost record after the next kill
-            await asyncio.sleep(jitter.random() * 0.002)
-            log.handled(record.shard_id, record.position, record.data)
-
-        background = asyncio.create_task(storms_and_orphans())
-        try:
-            async with consumer:
-                await consumer.consume_with(
-                    handle if args.max_concurrency == 1 else handle_concurrently,
-                    checkpoint_every=200,
-                    checkpoint_interval=1.0,
-                    max_concurrency=args.max_concurrency,
-                )
-        finally:
-            background.cancel()
-            await kinesis.aclose()
-            await store.aclose()
-
-
 # -- the harness -------------------------------------------------------------------------------
 
 
@@ -403,31 +313,20 @@ class Run:
         name = f"w{len(self.workers) + 1}"
         log = self.tmp / f"{name}.log"
         stderr = (self.tmp / f"{name}.err").open("wb")
+        failover = self.size.failover
         cmd = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "worker",
-            "--name",
-            name,
-            "--stream",
-            STREAM,
-            "--app",
-            APP,
-            "--log",
-            str(log),
-            "--kinesis",
-            self.kinesis_url,
-            "--dynamodb",
-            self.endpoints.dynamodb,
-            "--failover",
-            str(self.size.failover),
-            "--fault-rate",
-            str(self.fault_rate),
-            "--storm-every",
-            str(self.size.storm_every if "storm" in self.faults else 0.0),
-            "--max-concurrency",
-            str(self.max_concurrency),
-        ]
+            sys.executable, "-m", "kinesio.cli._worker", STREAM, APP, str(log),
+            "--name", name,
+            "--kinesis-endpoint", self.kinesis_url,
+            "--dynamodb-endpoint", self.endpoints.dynamodb,
+            "--failover", str(failover),
+            "--renew-interval", str(failover / 4),
+            "--take-interval", str(failover / 3),
+            "--checkpoint-every", "200",
+            "--fault-rate", str(self.fault_rate),
+            "--storm-every", str(self.size.storm_every if "storm" in self.faults else 0.0),
+            "--max-concurrency", str(self.max_concurrency),
+        ]  # fmt: skip
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr)
         w = Worker(name, proc, log, stderr)
         self.workers.append(w)
@@ -884,23 +783,7 @@ def main(argv: list[str] | None = None) -> int:
             default=1,
             help="consumer mode: each worker's consume_with(max_concurrency=...)",
         )
-    w = sub.add_parser("worker")
-    for name in ("--name", "--stream", "--app", "--log", "--kinesis", "--dynamodb"):
-        w.add_argument(name, required=True)
-    w.add_argument("--failover", type=float, default=2.0)
-    w.add_argument("--fault-rate", type=float, default=0.02)
-    w.add_argument("--storm-every", type=float, default=0.0)
-    w.add_argument("--max-concurrency", type=int, default=1)
     args = parser.parse_args(argv)
-    if args.mode == "worker":
-        import logging
-
-        logging.basicConfig(
-            level=logging.DEBUG if os.environ.get("CHAOS_DEBUG") else logging.INFO,
-            format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
-        )
-        asyncio.run(run_worker(args))
-        return 0
     if args.mode == "producer":
         return asyncio.run(producer_run(args))
     return asyncio.run(consumer_run(args))

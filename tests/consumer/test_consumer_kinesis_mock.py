@@ -41,10 +41,11 @@ from kinesio._aws import AioKinesis, AWSConfig
 from kinesio._models import SHARD_END, ExtendedSequenceNumber, Lease
 from kinesio.consumer import _fetcher
 from kinesio.local import LocalEndpoint
+from kinesio.testing.chaos import read_worker_log
 
 pytestmark = pytest.mark.integration
 
-WORKER = Path(__file__).parent.parent / "workers" / "consumer_worker.py"
+WORKER = ["-m", "kinesio.cli._worker"]  # the playground's and the chaos harness's worker
 KEYS = 40  # partition keys key-0 .. key-39: their MD5s land in every quarter of the hash space
 _counter = itertools.count()
 
@@ -460,8 +461,9 @@ async def test_enhanced_fan_out_delivers_and_follows_a_split(
 
 
 class WorkerProcess:
-    """tests/workers/consumer_worker.py on the same stream and lease table, killed with
-    SIGKILL: a real crash, nothing released and nothing checkpointed at the end."""
+    """The worker program (``python -m kinesio.cli._worker``) on the same stream and lease
+    table, killed with SIGKILL: a real crash, nothing released and nothing checkpointed at the
+    end."""
 
     def __init__(self, env: Env, tmp: Path) -> None:
         self.log = tmp / "b.log"
@@ -473,12 +475,18 @@ class WorkerProcess:
         self.proc = subprocess.Popen(
             [
                 sys.executable,
-                str(WORKER),
+                *WORKER,
                 env.stream,
                 env.table,
                 str(self.log),
                 "--failover",
                 "1.5",
+                "--take-interval",
+                "0.375",
+                "--shard-sync",
+                "1",
+                "--idle-time",
+                "0.1",
                 "--checkpoint-every",
                 "10",
             ],
@@ -488,16 +496,11 @@ class WorkerProcess:
         )
 
     def handled(self) -> list[tuple[str, int, str]]:
-        """(shard, number, partition key) for each line of the worker's log."""
-        out = []
-        if self.log.exists():
-            for line in self.log.read_text().splitlines():
-                parts = line.split(" ")
-                if len(parts) == 4:  # a line cut by the kill has fewer
-                    shard, _seq, _sub, data = parts
-                    key, n = data.split(":")
-                    out.append((shard, int(n), key))
-        return out
+        """(shard, number, partition key) for each record in the worker's log (a line cut
+        short by the kill is skipped)."""
+        if not self.log.exists():
+            return []
+        return [(h.shard, h.n, h.key) for h in read_worker_log(self.log, "worker").handled]
 
     def errors(self) -> str:
         return self.err_path.read_text(errors="replace")[-4000:]

@@ -19,9 +19,13 @@ import pytest
 import kinesio
 from kinesio import Producer, ProducerSettings
 from kinesio.local import LocalEndpoint
+from kinesio.testing.chaos import read_worker_log
 
 pytestmark = pytest.mark.integration
-WORKER = Path(__file__).parent.parent / "workers" / "consumer_worker.py"
+#: The worker program the playground and the chaos harness run, with test-speed settings.
+WORKER = ["-m", "kinesio.cli._worker"]
+WORKER_OPTIONS = ["--failover", "2", "--take-interval", "0.5", "--shard-sync", "1",
+                  "--idle-time", "0.1", "--checkpoint-every", "10"]  # fmt: skip
 
 
 class Workers:
@@ -36,20 +40,35 @@ class Workers:
         stderr = open(self.tmp / f"{name}.err", "wb")  # noqa: SIM115 - closed in stop_all
         self.files.append(stderr)
         self.procs[name] = subprocess.Popen(
-            [sys.executable, str(WORKER), self.stream, self.app, str(self.tmp / f"{name}.log")],
+            [
+                sys.executable,
+                *WORKER,
+                self.stream,
+                self.app,
+                str(self.tmp / f"{name}.log"),
+                *WORKER_OPTIONS,
+            ],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )
 
     def lines(self) -> list[tuple[str, str, str, int, str]]:
+        """(worker, shard, sequence number, sub-sequence number, data) per handled record."""
         out = []
         for log in self.tmp.glob("*.log"):
-            for line in log.read_text().splitlines():
-                parts = line.split(" ")
-                if len(parts) == 4:
-                    shard, seq, sub, data = parts
-                    out.append((log.stem, shard, seq, int(sub), data))
+            for h in read_worker_log(log, log.stem).handled:
+                position = h.position
+                data = f"{h.key}:{h.n}"
+                out.append(
+                    (
+                        log.stem,
+                        h.shard,
+                        position.sequence_number,
+                        position.sub_sequence_number,
+                        data,
+                    )
+                )
         return out
 
     def handled(self) -> set[str]:
