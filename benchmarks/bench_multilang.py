@@ -24,6 +24,7 @@ to the last record handled is shown beside it (the machine may be loaded: it say
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import signal
@@ -34,6 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import boto3
 
@@ -110,9 +112,96 @@ def run_worker(
     return Row(name, records, children_cpu() - before, last - began)
 
 
+def owners(endpoints: Endpoints, table: str) -> dict[str, str | None]:
+    ddb = boto3.client("dynamodb", endpoint_url=endpoints.dynamodb, region_name=endpoints.region)
+    try:
+        items = ddb.scan(TableName=table, ConsistentRead=True)["Items"]
+    except ddb.exceptions.ResourceNotFoundException:
+        return {}
+    return {i["leaseKey"]["S"]: i.get("leaseOwner", {}).get("S") for i in items}
+
+
+def wait_owners(
+    endpoints: Endpoints, table: str, want: Callable[[dict[str, str | None]], bool], limit: float
+) -> float | None:
+    """Seconds until the lease table satisfies ``want`` (None: not within ``limit``)."""
+    began = time.monotonic()
+    while time.monotonic() - began < limit:
+        if want(owners(endpoints, table)):
+            return time.monotonic() - began
+        time.sleep(0.25)
+    return None
+
+
+def failover(kind: str, dist: Any, endpoints: Endpoints, stream: str, tmp: Path) -> float | None:
+    """Two workers of ``kind`` with the KCL's default failover time (10 s) share the stream;
+    one is killed with ``kill -9``: seconds until the other holds every lease."""
+    app = f"failover-{kind.split()[0].lower()}"
+    workers = []
+    for name in ("a", "b"):
+        workdir = tmp / f"failover-{app}-{name}"
+        workdir.mkdir(parents=True)
+        java = JavaWorker(
+            dist, f"{app}-{name}", stream, app, endpoints, workdir,
+            properties={"failoverTimeMillis": "10000"},
+        )  # fmt: skip
+        java.log_dir.mkdir(parents=True, exist_ok=True)
+        workers.append(java)
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(java: JavaWorker) -> None:
+        if kind.startswith("Java"):
+            java.start()
+            assert java.proc is not None
+            procs.append(java.proc)
+            return
+        props = java.workdir / "app.properties"
+        props.write_text(java.properties_text())
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(java.dist.python),
+            "INTEROP_WORKER": java.worker_id,
+            "INTEROP_LOG_DIR": str(java.log_dir),
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "kinesio", "multilang", str(props)],
+                cwd=java.workdir,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=(java.workdir / "out.log").open("wb"),
+                start_new_session=True,
+            )
+        )
+
+    a, b = workers
+    try:
+        start(a)
+        wait_owners(endpoints, app, lambda o: len(o) == 2 and set(o.values()) == {a.worker_id}, 180)
+        start(b)
+        balanced = wait_owners(
+            endpoints,
+            app,
+            lambda o: sorted(o.values(), key=str) == sorted([a.worker_id, b.worker_id]),
+            180,
+        )
+        if balanced is None:
+            return None
+        os.killpg(procs[0].pid, signal.SIGKILL)
+        return wait_owners(
+            endpoints, app, lambda o: len(o) == 2 and set(o.values()) == {b.worker_id}, 180
+        )
+    finally:
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--no-failover", action="store_true", help="skip the kill -9 runs")
     args = parser.parse_args()
     dist = ensure_kcl("2.5.8")
     rows: list[Row] = []
@@ -185,6 +274,10 @@ def main() -> None:
                     )  # fmt: skip
 
             rows.append(run_worker(name, start, java.log_dir, args.records))
+        failovers = {}
+        if not args.no_failover:
+            for kind in ("Java daemon (KCL 2.5.8)", "kinesio multilang"):
+                failovers[kind] = failover(kind, dist, endpoints, stream, Path(tmp))
     load = os.getloadavg()[0]
     print(
         f"{args.records} records (100 B, KPL aggregates), 2 shards, kinesis-mock + dynalite; "
@@ -194,6 +287,14 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     for row in rows:
         print(f"| {row.name} | {row.cpu:.1f} | {row.per_cpu_second:,.0f} | {row.wall:.1f} |")
+    if failovers:
+        print()
+        print("kill -9 of one of two workers (failover time 10 s, the KCL default), 2 shards:")
+        print("| workers | s until the survivor holds every lease |")
+        print("|---|---:|")
+        for kind, seconds in failovers.items():
+            shown = "not within 180 s" if seconds is None else f"{seconds:.1f}"
+            print(f"| two {kind} | {shown} |")
 
 
 if __name__ == "__main__":
