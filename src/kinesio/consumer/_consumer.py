@@ -261,6 +261,7 @@ class AsyncConsumer:
                 logger.error("shard processing failed; shutting down", exc_info=failure.error)
                 self.request_shutdown()
 
+        cancelled = False
         try:
             async for stream in self.shards():
                 stream._driven = True
@@ -269,9 +270,21 @@ class AsyncConsumer:
                 )
                 failure.tasks.add(task)
                 task.add_done_callback(done)
+        except asyncio.CancelledError:
+            # Cancelling consume_with / run is a graceful stop: every shard finishes its batch
+            # and checkpoints, within shutdown_timeout; then the cancellation goes on.
+            cancelled = True
+            self.request_shutdown()
+            raise
         finally:
             if failure.tasks:
-                await asyncio.wait(set(failure.tasks))
+                timeout = self.settings.shutdown_timeout if cancelled else None
+                _, late = await asyncio.wait(set(failure.tasks), timeout=timeout)
+                for task in late:
+                    logger.warning("%s did not stop within shutdown_timeout", task.get_name())
+                    task.cancel()
+                if late:
+                    await asyncio.wait(late)
         if failure.error is not None:
             raise failure.error
 
@@ -303,7 +316,10 @@ class AsyncConsumer:
         and written with the next one (at worst, records after the last checkpoint written are
         delivered again). If the handler raises, the consumer shuts down gracefully
         (checkpointing what was processed, releasing its leases) and re-raises the error: the
-        failed record is delivered again to whichever worker takes the shard next.
+        failed record is delivered again to whichever worker takes the shard next. Cancelling
+        the call is a graceful stop too: every shard finishes its batch and checkpoints (a
+        handler still running after ``shutdown_timeout`` is cancelled), then the
+        ``CancelledError`` propagates.
 
         **Concurrency inside a shard** (opt-in): with ``max_concurrency`` > 1, records of
         different partition keys of one shard are handled at once (async handlers as tasks, sync
