@@ -48,6 +48,7 @@ from aiobotocore.session import AioSession
 from kinesio._aws import AWSConfig
 from kinesio._errors import ConfigurationError
 from kinesio.testing._kinesis import CONNECTION_ERROR, Fault
+from kinesio.testing._kinesis._faults import ArmedFault
 
 if TYPE_CHECKING:
     from kinesio.local import LocalEndpoint
@@ -76,12 +77,6 @@ _STATUS = {
 _OWNER = "kinesio_faults_owner"
 _PLAN = "kinesio_faults_plan"
 _LOST = "kinesio_faults_lost"
-
-
-@dataclasses.dataclass(eq=False)
-class _Armed:
-    fault: Fault
-    remaining: int | None
 
 
 @dataclasses.dataclass(eq=False)
@@ -193,7 +188,7 @@ class BotocoreFaults:
         #: PutRecords entries failed by ``per_record`` faults (never sent to the endpoint).
         self.failed_records = 0
         self._rng = random.Random(seed)
-        self._armed: list[_Armed] = []
+        self._armed: list[ArmedFault] = []
         self._attached: list[Callable[..., Any]] = []
         for fault in faults:
             self.inject(fault)
@@ -207,7 +202,7 @@ class BotocoreFaults:
         """Add a fault; faults are checked in the order they were injected."""
         if not isinstance(fault, Fault):
             raise ConfigurationError(f"expected a kinesio.testing.Fault, got {fault!r}")
-        self._armed.append(_Armed(fault, fault.count))
+        self._armed.append(ArmedFault(fault, fault.count))
 
     def remove(self, fault: Fault) -> None:
         """Remove one injected fault (the first equal to ``fault``); the others stay armed.
@@ -283,28 +278,16 @@ class BotocoreFaults:
     # -- drawing ---------------------------------------------------------------------------
 
     def _whole_call(self, operation: str) -> list[Fault]:
-        fired: list[Fault] = []
-        for armed in self._armed:
-            fault = armed.fault
-            if fault.per_record or not fault.matches(operation) or armed.remaining == 0:
-                continue
-            if fault.probability < 1.0 and self._rng.random() >= fault.probability:
-                continue
-            if armed.remaining is not None:
-                armed.remaining -= 1
-            fired.append(fault)
-        return fired
+        return [
+            armed.fault
+            for armed in self._armed
+            if armed.fires(operation, self._rng, per_record=False)
+        ]
 
     def _per_record(self, operation: str) -> Fault | None:
         for armed in self._armed:
-            fault = armed.fault
-            if not fault.per_record or not fault.matches(operation) or armed.remaining == 0:
-                continue
-            if fault.probability < 1.0 and self._rng.random() >= fault.probability:
-                continue
-            if armed.remaining is not None:
-                armed.remaining -= 1
-            return fault
+            if armed.fires(operation, self._rng, per_record=True):
+                return armed.fault
         return None
 
     async def _fire(self, operation: str, context: dict[str, Any] | None) -> Fault | None:

@@ -151,16 +151,11 @@ class Core:
     async def _enter(self, operation: str) -> Fault | None:
         """Count the call and apply whole-call faults; returns a ``response_lost`` fault."""
         self.calls[operation] += 1
-        fired: list[Fault] = []
-        for armed in self._faults:
-            fault = armed.fault
-            if fault.per_record or not fault.matches(operation) or armed.remaining == 0:
-                continue
-            if fault.probability < 1.0 and self._rng.random() >= fault.probability:
-                continue
-            if armed.remaining is not None:
-                armed.remaining -= 1
-            fired.append(fault)
+        fired = [
+            armed.fault
+            for armed in self._faults
+            if armed.fires(operation, self._rng, per_record=False)
+        ]
         for fault in fired:
             if fault.latency:
                 await asyncio.sleep(fault.latency)
@@ -180,14 +175,8 @@ class Core:
 
     def _per_record_fault(self, operation: str) -> Fault | None:
         for armed in self._faults:
-            fault = armed.fault
-            if not fault.per_record or not fault.matches(operation) or armed.remaining == 0:
-                continue
-            if fault.probability < 1.0 and self._rng.random() >= fault.probability:
-                continue
-            if armed.remaining is not None:
-                armed.remaining -= 1
-            return fault
+            if armed.fires(operation, self._rng, per_record=True):
+                return armed.fault
         return None
 
     def _wall(self, clock_time: float) -> dt.datetime:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 from kinesio._errors import ConfigurationError
@@ -66,5 +67,20 @@ class Fault:
 
 @dataclass(eq=False)
 class ArmedFault:
+    """An injected fault and how many more times it may fire (``None``: forever)."""
+
     fault: Fault
     remaining: int | None
+
+    def fires(self, operation: str, rng: random.Random, *, per_record: bool) -> bool:
+        """Whether this fault hits one call (``per_record`` False) or one PutRecords entry
+        (True) of ``operation``: it is of that kind, applies, is not spent and wins its draw
+        from ``rng`` (drawn only then). A hit uses up one of its ``count``."""
+        fault = self.fault
+        if fault.per_record != per_record or not fault.matches(operation) or self.remaining == 0:
+            return False
+        if fault.probability < 1.0 and rng.random() >= fault.probability:
+            return False
+        if self.remaining is not None:
+            self.remaining -= 1
+        return True
