@@ -10,7 +10,6 @@ SubscribeToShard. It needs ``node`` and ``npm install kinesis-local``.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -18,16 +17,15 @@ import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from kinesio._aws import AWSConfig, tuned_session
 from kinesio._errors import ConfigurationError
+from kinesio._moto_fidelity import patch_moto
 
 #: Credentials the emulators accept; they are not secrets and reach no real account.
 LOCAL_ACCESS_KEY = "testing"
@@ -52,98 +50,13 @@ class LocalEndpoint:
         )
 
 
-_patched = False
-_patch_lock = threading.Lock()
-
-
-def _patch_moto_kinesis() -> None:
-    """Fidelity fixes to moto's in-process Kinesis model (moto 5.x), applied once.
-
-    1. moto routes a record to the first shard whose range holds its hash key, closed or not,
-       and treats EndingHashKey as exclusive: after a split every write still lands in the
-       closed parent, and a key equal to a shard's ending key gets HTTP 500. Kinesis writes
-       only to open shards, ranges inclusive.
-    2. moto numbers a shard's records "highest + 1" without a lock, so two concurrent
-       PutRecords on one shard can get the same sequence number and one record is lost.
-    3. moto's SplitShard moves the parent's records (re-numbered) out of the parent, and its
-       MergeShards copies both parents' records into the child. In Kinesis a parent keeps its
-       records and a child starts empty.
-    4. moto's GetRecords (and its sequence-number look-ups) iterate a shard's records while
-       other requests append to them: under load that answers HTTP 500 ("mutated during
-       iteration"). Reads take the same lock as writes.
-    Without these, no client (kinesio, the KCL) can reshard or write concurrently on moto.
-    """
-    global _patched
-    with _patch_lock:
-        if _patched:
-            return
-        from moto.kinesis import models
-
-        original_lookup = models.Stream.get_shard_for_key
-        original_put = models.Shard.put_record
-        original_split = models.Stream.split_shard
-        original_merge = models.Stream.merge_shards
-        original_reads = {
-            name: getattr(models.Shard, name)
-            for name in (
-                "get_records",
-                "get_min_sequence_number",
-                "get_max_sequence_number",
-                "get_sequence_number_at",
-            )
-        }
-        shard_lock = threading.RLock()
-
-        def get_shard_for_key(self: Any, partition_key: str, explicit_hash_key: str) -> Any:
-            shard = original_lookup(self, partition_key, explicit_hash_key)
-            if shard is not None and shard.is_open:
-                return shard
-            if explicit_hash_key:
-                key = int(explicit_hash_key)
-            else:
-                key = int(hashlib.md5(partition_key.encode()).hexdigest(), 16)
-            for candidate in self.shards.values():
-                if candidate.is_open and candidate.starting_hash <= key <= candidate.ending_hash:
-                    return candidate
-            return shard
-
-        def locked(original: Any) -> Any:
-            def read(self: Any, *args: Any) -> Any:
-                with shard_lock:
-                    return original(self, *args)
-
-            return read
-
-        def keeping_records(original: Any, *shard_args: int) -> Any:
-            def reshard(self: Any, *args: str) -> None:
-                with shard_lock:
-                    shards = [self.shards[args[i]] for i in shard_args if args[i] in self.shards]
-                    kept = [(s, s.records) for s in shards]
-                    for s in shards:
-                        s.records = type(s.records)()  # nothing for moto to move or copy
-                    try:
-                        original(self, *args)
-                    finally:
-                        for s, records in kept:
-                            s.records = records
-
-            return reshard
-
-        setattr(models.Stream, "get_shard_for_key", get_shard_for_key)  # noqa: B010
-        setattr(models.Shard, "put_record", locked(original_put))  # noqa: B010
-        for name, original in original_reads.items():
-            setattr(models.Shard, name, locked(original))
-        setattr(models.Stream, "split_shard", keeping_records(original_split, 0))  # noqa: B010
-        setattr(models.Stream, "merge_shards", keeping_records(original_merge, 0, 1))  # noqa: B010
-        _patched = True
-
-
 @contextmanager
 def moto_server() -> Iterator[LocalEndpoint]:
     """Run moto's server in-process on 127.0.0.1 (free port) for the duration of the block.
 
-    moto's Kinesis model gets two fidelity fixes first (writes go to open shards only; records
-    are numbered under a lock): see ``_patch_moto_kinesis``.
+    moto's models get fidelity fixes first (Kinesis writes go to open shards only and are
+    numbered under a lock; DynamoDB conditional writes are atomic): see
+    :mod:`kinesio._moto_fidelity`.
     """
     try:
         from moto.server import ThreadedMotoServer
@@ -151,7 +64,7 @@ def moto_server() -> Iterator[LocalEndpoint]:
         raise ConfigurationError(
             "the embedded emulator needs moto: pip install 'kinesio[local]'"
         ) from exc
-    _patch_moto_kinesis()
+    patch_moto()
     # werkzeug logs every request at INFO even with verbose=False: keep the terminal readable
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

@@ -6,7 +6,8 @@ Each test gets a fresh store and table (see _lease_harness.py).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -161,6 +162,40 @@ async def test_concurrent_takes_have_exactly_one_winner(backend: Backend) -> Non
     winners = [r for r in results if r is not None]
     assert len(winners) == 1
     assert await store.get_lease("shard-1") == winners[0]
+
+
+@pytest.fixture
+def _threads_switch_often() -> Iterator[None]:
+    """moto's server runs in this process, one thread per request: switching threads every
+    microsecond makes two requests interleave inside the backend whenever they can."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
+
+
+@pytest.mark.usefixtures("_threads_switch_often")
+async def test_a_take_and_a_checkpoint_racing_at_one_counter_never_both_win(
+    backend: Backend,
+) -> None:
+    """A dead worker's last checkpoint and the survivor's take, both at the counter each saw:
+    DynamoDB applies one; the other is refused. (moto without a lock let both through.)"""
+    store = backend.store
+    for round_ in range(20):
+        created = await store.create_lease(Lease(f"shard-{round_}"))
+        assert created is not None
+        held = await store.take(created, "w1")
+        assert held is not None
+        writes: list[Awaitable[Lease | None]] = [
+            store.checkpoint(held, "w1", ExtendedSequenceNumber(SEQ, round_))
+        ]
+        writes += [store.take(held, f"w{i}") for i in range(2, 12)]
+        results = await asyncio.gather(*writes)
+        winners = [r for r in results if r is not None]
+        assert len(winners) == 1, f"round {round_}: {len(winners)} conditional writes won"
+        assert await store.get_lease(held.lease_key) == winners[0]
 
 
 async def test_checkpoint_by_the_holder(backend: Backend) -> None:
