@@ -53,6 +53,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
     ) from exc
 
 from kinesio.metrics._prometheus_families import (
+    DURATION_BUCKETS,
     METRICS,
     Histogram,
     Labels,
@@ -62,7 +63,7 @@ from kinesio.metrics._prometheus_families import (
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
-__all__ = ["METRICS", "MetricsServer", "PrometheusMetrics"]
+__all__ = ["DURATION_BUCKETS", "METRICS", "MetricsServer", "PrometheusMetrics"]
 
 
 class _Collector:
