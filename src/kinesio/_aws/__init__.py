@@ -19,4 +19,5 @@ from kinesio._aws._eventstream import _INITIAL_RESPONSE as _INITIAL_RESPONSE
 from kinesio._aws._eventstream import _event_message as _event_message
 from kinesio._aws._eventstream import _wrap_subscribe_body as _wrap_subscribe_body
 from kinesio._aws._kinesis import AioKinesis as AioKinesis
+from kinesio._aws._kinesis import not_active as not_active
 from kinesio._aws._kinesis import utcnow as utcnow

@@ -228,11 +228,7 @@ class AioKinesis:
             if summary.status == "ACTIVE":
                 return summary
             if time.monotonic() > deadline:
-                raise ResourceInUseError(
-                    f"stream {stream_name!r} still {summary.status} after {timeout:.0f} s",
-                    code="ResourceInUseException",
-                    operation="DescribeStreamSummary",
-                )
+                raise not_active(stream_name, summary.status, timeout)
             await asyncio.sleep(0.2)
 
     async def split_shard(
@@ -252,6 +248,15 @@ class AioKinesis:
                 ShardToMerge=shard_id,
                 AdjacentShardToMerge=adjacent_shard_id,
             )
+
+
+def not_active(stream: str, status: str, timeout: float) -> ResourceInUseError:
+    """The error for a stream still not ACTIVE after ``timeout`` seconds of waiting."""
+    return ResourceInUseError(
+        f"stream {stream!r} still {status} after {timeout:.0f} s",
+        code="ResourceInUseException",
+        operation="DescribeStreamSummary",
+    )
 
 
 def utcnow() -> dt.datetime:
