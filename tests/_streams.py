@@ -41,25 +41,36 @@ async def all_user_records(kinesis: InMemoryKinesis, stream: str) -> list[Produc
     return [u for rows in (await stored_user_records(kinesis, stream)).values() for _, _, u in rows]
 
 
-def stored_by_shard(endpoint: LocalEndpoint, stream: str) -> dict[str, list[ProducerRecord]]:
-    """Per shard, its user records in stored order (deaggregated), read with plain boto3."""
+def stored_raw(endpoint: LocalEndpoint, stream: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(shard id, GetRecords record) of every stored record, shard by shard, read with boto3."""
     client: Any = boto3.client("kinesis", endpoint_url=endpoint.endpoint_url)
-    out: dict[str, list[ProducerRecord]] = {}
     for shard in client.list_shards(StreamName=stream)["Shards"]:
-        rows = out.setdefault(shard["ShardId"], [])
         it = client.get_shard_iterator(
             StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
         )["ShardIterator"]
         while it:
             resp = client.get_records(ShardIterator=it, Limit=10_000)
             for r in resp["Records"]:
-                if aggregation.is_aggregate(r["Data"]):
-                    rows.extend(aggregation.decode(r["Data"]))
-                else:
-                    rows.append(ProducerRecord(r["Data"], r["PartitionKey"]))
+                yield shard["ShardId"], r
             if not resp["Records"]:
                 break
             it = resp.get("NextShardIterator")
+
+
+def stored_by_shard(endpoint: LocalEndpoint, stream: str) -> dict[str, list[ProducerRecord]]:
+    """Per shard, its user records in stored order (deaggregated), read with plain boto3.
+
+    Every listed shard has an entry, an empty one if it holds nothing."""
+    client: Any = boto3.client("kinesis", endpoint_url=endpoint.endpoint_url)
+    out: dict[str, list[ProducerRecord]] = {
+        shard["ShardId"]: [] for shard in client.list_shards(StreamName=stream)["Shards"]
+    }
+    for shard_id, r in stored_raw(endpoint, stream):
+        rows = out.setdefault(shard_id, [])
+        if aggregation.is_aggregate(r["Data"]):
+            rows.extend(aggregation.decode(r["Data"]))
+        else:
+            rows.append(ProducerRecord(r["Data"], r["PartitionKey"]))
     return out
 
 

@@ -14,7 +14,7 @@ from botocore.parsers import create_parser
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kinesio._aws import _records
+from kinesio._aws._shapes import records_from as _records
 from kinesio._models import KinesisRecord
 from kinesio._records_json import PARSED_RECORDS, epoch_timestamp, parse_get_records
 

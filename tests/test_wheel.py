@@ -13,6 +13,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pip(*args: str, what: str) -> None:
+    """``python -m pip ARGS`` (2 min at most); fails the test with pip's output."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", *args], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, f"{what} failed:\n{proc.stdout}\n{proc.stderr}"
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The wheel built from a copy of the sources (a stale ``build/`` in the tree could add
@@ -26,25 +34,17 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ROOT / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
     )
     out = tmp / "dist"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "-q",
-            "-w",
-            str(out),
-            str(source),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    pip(
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "-q",
+        "-w",
+        str(out),
+        str(source),
+        what="pip wheel",
     )
-    assert proc.returncode == 0, f"pip wheel failed:\n{proc.stdout}\n{proc.stderr}"
     wheels = list(out.glob("kinesio-*.whl"))
     assert len(wheels) == 1, wheels
     return wheels[0]
@@ -80,24 +80,16 @@ def test_wheel_metadata_names_the_command_and_the_extras(wheel: Path) -> None:
 
 def test_wheel_installs_and_imports_from_its_own_folder(wheel: Path, tmp_path: Path) -> None:
     target = tmp_path / "site"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--no-deps",
-            "--no-index",
-            "-q",
-            "--target",
-            str(target),
-            str(wheel),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    pip(
+        "install",
+        "--no-deps",
+        "--no-index",
+        "-q",
+        "--target",
+        str(target),
+        str(wheel),
+        what="pip install",
     )
-    assert proc.returncode == 0, f"pip install failed:\n{proc.stdout}\n{proc.stderr}"
     # -I: no user site, no PYTHONPATH, no current directory; the dependencies come from this
     # interpreter's site-packages, kinesio from the installed wheel put first on sys.path.
     code = (

@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "kinesio.cli._leases",
     "kinesio.cli._multilang",
     "kinesio.cli._playground",
+    "kinesio.cli._playground_board",
     "kinesio.cli._put",
     "kinesio.cli._stream",
     "kinesio.cli._tail",

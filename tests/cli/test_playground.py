@@ -26,6 +26,14 @@ def playground(
     )
 
 
+def verdict(out: str) -> tuple[int, int, int]:
+    """(produced, consumed, lost) from the playground's closing ``OK ...`` line."""
+    found = re.search(r"OK produced (\d+), consumed (\d+), lost (\d+)", out.replace("\n", " "))
+    assert found is not None, out
+    produced, consumed, lost = (int(g) for g in found.groups())
+    return produced, consumed, lost
+
+
 def test_playground_loses_nothing_through_a_kill_and_a_split() -> None:
     proc = playground(
         "--duration",
@@ -41,9 +49,7 @@ def test_playground_loses_nothing_through_a_kill_and_a_split() -> None:
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
-    verdict = re.search(r"OK produced (\d+), consumed (\d+), lost (\d+)", out.replace("\n", " "))
-    assert verdict is not None, out
-    produced, consumed, lost = (int(g) for g in verdict.groups())
+    produced, consumed, lost = verdict(out)
     assert produced == 2000
     assert consumed == produced
     assert lost == 0
@@ -83,9 +89,7 @@ def test_playground_on_kinesis_mock_loses_nothing_through_a_split() -> None:
     assert proc.returncode == 0, out
     flat = out.replace("\n", " ")
     assert "kinesis-mock at http://127.0.0.1:" in flat
-    verdict = re.search(r"OK produced (\d+), consumed (\d+), lost (\d+)", flat)
-    assert verdict is not None, out
-    produced, consumed, lost = (int(g) for g in verdict.groups())
+    produced, consumed, lost = verdict(out)
     assert produced >= 1400  # 6 s at 250 records/s, less a last partial tick
     assert consumed == produced
     assert lost == 0

@@ -208,6 +208,14 @@ class App:
         self.daemons.append(daemon)
         return daemon
 
+    def run_to_exit(self, properties: Path, timeout: float, **env: str) -> tuple[int, str]:
+        """Start a daemon and wait (``timeout`` seconds at most) for it to exit on its own:
+        its exit code and its log."""
+        daemon = self.start(properties, **env)
+        code = daemon.proc.wait(timeout)
+        daemon.kill()
+        return code, daemon.log.read_text(errors="replace")
+
     def logged(self) -> list[list[str]]:
         if not self.records.exists():
             return []
@@ -338,10 +346,7 @@ def test_a_child_that_dies_is_replaced_at_the_checkpoint_and_nothing_is_lost(app
 def test_a_child_that_keeps_dying_stops_the_worker(app: App) -> None:
     app.put(0, 60, aggregate=False)
     v3 = f"{sys.executable} {APPS / 'v3_logger.py'}"
-    daemon = app.start(app.properties(v3), CRASH_AFTER="5")
-    code = daemon.proc.wait(120)
-    daemon.kill()
-    text = daemon.log.read_text(errors="replace")
+    code, text = app.run_to_exit(app.properties(v3), 120, CRASH_AFTER="5")
     assert code == 1
     assert "failure 2 of 3 in a row" in text
     assert "error:" in text
@@ -356,10 +361,7 @@ def test_a_child_that_keeps_dying_stops_the_worker(app: App) -> None:
 
 def test_a_child_that_breaks_the_protocol_is_a_clear_error(app: App) -> None:
     app.put(0, 10, aggregate=False)
-    daemon = app.start(app.properties(f"{sys.executable} {APPS / 'garbage.py'}"))
-    code = daemon.proc.wait(90)
-    daemon.kill()
-    text = daemon.log.read_text(errors="replace")
+    code, text = app.run_to_exit(app.properties(f"{sys.executable} {APPS / 'garbage.py'}"), 90)
     assert code == 1
     assert "not a multilang message on stdout: some debugging output" in text
     assert "sent 'explode'; expected 'status' or 'checkpoint'" in text

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
-import boto3
 import botocore.exceptions as bexc
 import pytest
 from aiobotocore.session import AioSession
 
+from _streams import stored_raw
 from kinesio._aws import AioKinesis, AWSConfig, create_client, map_aws_errors
 from kinesio._errors import (
     AccessDeniedError,
@@ -36,20 +36,7 @@ pytestmark = pytest.mark.integration
 
 def stored(endpoint: LocalEndpoint, stream: str) -> dict[tuple[str, str], bytes]:
     """(shard id, sequence number) -> data of every record in the stream, read with boto3."""
-    client: Any = boto3.client("kinesis", endpoint_url=endpoint.endpoint_url)
-    out: dict[tuple[str, str], bytes] = {}
-    for shard in client.list_shards(StreamName=stream)["Shards"]:
-        it = client.get_shard_iterator(
-            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        while it:
-            resp = client.get_records(ShardIterator=it, Limit=10_000)
-            for r in resp["Records"]:
-                out[shard["ShardId"], r["SequenceNumber"]] = r["Data"]
-            if not resp["Records"]:
-                break
-            it = resp.get("NextShardIterator")
-    return out
+    return {(shard, r["SequenceNumber"]): r["Data"] for shard, r in stored_raw(endpoint, stream)}
 
 
 @pytest.fixture

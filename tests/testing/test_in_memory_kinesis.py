@@ -661,6 +661,12 @@ async def next_event(events: AsyncIterator[SubscribeEvent]) -> SubscribeEvent:
     return await asyncio.wait_for(anext(events), timeout=5.0)
 
 
+async def app_consumer(kinesis: InMemoryKinesis) -> str:
+    """The ARN of a new consumer named "app" of STREAM."""
+    arn = (await kinesis.describe_stream_summary(STREAM)).stream_arn
+    return (await kinesis.register_stream_consumer(arn, "app")).consumer_arn
+
+
 async def test_register_and_describe_consumers(kinesis: InMemoryKinesis) -> None:
     arn = (await kinesis.describe_stream_summary(STREAM)).stream_arn
     consumer = await kinesis.register_stream_consumer(arn, "app")
@@ -700,7 +706,7 @@ async def test_subscription_delivers_records_then_new_ones(
 ) -> None:
     shard = "shardId-000000000000"
     arn = (await kinesis.describe_stream_summary(STREAM)).stream_arn
-    consumer = (await kinesis.register_stream_consumer(arn, "app")).consumer_arn
+    consumer = await app_consumer(kinesis)
     before = await put_one_shard(kinesis, 3, "a")
     async with kinesis.subscribe_to_shard(
         consumer, shard, StartingPosition("TRIM_HORIZON")
@@ -744,8 +750,7 @@ async def test_subscription_delivers_records_then_new_ones(
 
 
 async def test_subscription_continuation_without_records(kinesis: InMemoryKinesis) -> None:
-    arn = (await kinesis.describe_stream_summary(STREAM)).stream_arn
-    consumer = (await kinesis.register_stream_consumer(arn, "app")).consumer_arn
+    consumer = await app_consumer(kinesis)
     await kinesis.put_records(STREAM, [entry(ehk=MAX_HASH_KEY)])  # on the other shard
     async with kinesis.subscribe_to_shard(
         consumer, "shardId-000000000000", StartingPosition("LATEST")
@@ -764,8 +769,7 @@ async def test_subscription_expires_and_can_be_taken_over(
     kinesis: InMemoryKinesis, clock: FakeClock
 ) -> None:
     shard = "shardId-000000000000"
-    arn = (await kinesis.describe_stream_summary(STREAM)).stream_arn
-    consumer = (await kinesis.register_stream_consumer(arn, "app")).consumer_arn
+    consumer = await app_consumer(kinesis)
     async with kinesis.subscribe_to_shard(consumer, shard, StartingPosition("LATEST")) as old:
         await next_event(old)
         clock.advance(6.0)
@@ -783,8 +787,7 @@ async def test_subscription_expires_and_can_be_taken_over(
 
 async def test_subscription_ends_with_child_shards(kinesis: InMemoryKinesis) -> None:
     shard = "shardId-000000000000"
-    arn = (await kinesis.describe_stream_summary(STREAM)).stream_arn
-    consumer = (await kinesis.register_stream_consumer(arn, "app")).consumer_arn
+    consumer = await app_consumer(kinesis)
     seqs = await put_one_shard(kinesis, 2)
     async with kinesis.subscribe_to_shard(
         consumer, shard, StartingPosition("TRIM_HORIZON")
@@ -809,8 +812,7 @@ async def test_subscription_ends_with_child_shards(kinesis: InMemoryKinesis) -> 
 
 
 async def test_subscription_errors(kinesis: InMemoryKinesis) -> None:
-    arn = (await kinesis.describe_stream_summary(STREAM)).stream_arn
-    consumer = (await kinesis.register_stream_consumer(arn, "app")).consumer_arn
+    consumer = await app_consumer(kinesis)
     with pytest.raises(ResourceNotFoundError):
         async with kinesis.subscribe_to_shard(
             consumer + "0", "shardId-000000000000", StartingPosition("LATEST")
@@ -860,8 +862,7 @@ async def test_whole_call_faults_with_count(kinesis: InMemoryKinesis) -> None:
     with pytest.raises(EndpointConnectionError):
         await kinesis.list_shards(STREAM)
     kinesis.inject(Fault("SubscribeToShard", "InternalFailure", count=1))
-    arn = (await kinesis.describe_stream_summary(STREAM)).stream_arn
-    consumer = (await kinesis.register_stream_consumer(arn, "app")).consumer_arn
+    consumer = await app_consumer(kinesis)
     with pytest.raises(ServiceError):
         async with kinesis.subscribe_to_shard(
             consumer, "shardId-000000000000", StartingPosition("LATEST")

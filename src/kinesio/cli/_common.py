@@ -18,8 +18,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from kinesio._aws import AioKinesis, AWSConfig
-from kinesio._errors import KinesioError, ResourceInUseError, ResourceNotFoundError
+from kinesio._aws import AioKinesis, AWSConfig, not_active
+from kinesio._errors import KinesioError, ResourceNotFoundError
 from kinesio._models import StreamSummary
 
 console = Console(stderr=True)
@@ -135,11 +135,7 @@ async def wait_until_active(
             if summary.status == "ACTIVE":
                 return summary
             if time.monotonic() > deadline:
-                raise ResourceInUseError(
-                    f"stream {stream!r} still {summary.status} after {timeout:.0f} s",
-                    code="ResourceInUseException",
-                    operation="DescribeStreamSummary",
-                )
+                raise not_active(stream, summary.status, timeout)
             status.update(
                 f"{what}: stream {stream!r} is {summary.status} "
                 f"({time.monotonic() - started:.0f} s)"
@@ -161,10 +157,6 @@ async def wait_until_gone(
             except ResourceNotFoundError:
                 return
             if time.monotonic() > deadline:
-                raise ResourceInUseError(
-                    f"stream {stream!r} still {summary.status} after {timeout:.0f} s",
-                    code="ResourceInUseException",
-                    operation="DescribeStreamSummary",
-                )
+                raise not_active(stream, summary.status, timeout)
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 2.0)

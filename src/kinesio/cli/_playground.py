@@ -23,22 +23,20 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Annotated
+from typing import Annotated
 
 import typer
-from rich.console import Group
 from rich.live import Live
 from rich.markup import escape
-from rich.table import Table
 
 from kinesio._aws import AioKinesis
 from kinesio._config import ProducerSettings
 from kinesio._errors import KinesioError
-from kinesio._models import SHARD_END, Lease, PutResult
+from kinesio._models import PutResult
 from kinesio.cli._common import console, fail, run_async
+from kinesio.cli._playground_board import APP, STREAM, State, Worker, read_logs, render
 from kinesio.leases import DynamoDBLeaseStore
 from kinesio.local import (
     KINESIS_MOCK_ENV,
@@ -56,14 +54,10 @@ from kinesio.local import (
 from kinesio.producer import AsyncProducer
 from kinesio.testing.chaos import (
     Disruption,
-    LogTail,
     consumer_verdict,
     payload,
     read_worker_log,
 )
-
-STREAM = "playground"
-APP = "playground-app"
 
 
 class Backend(StrEnum):
@@ -71,123 +65,7 @@ class Backend(StrEnum):
     kinesis_mock = "kinesis-mock"
 
 
-@dataclass
-class _Worker:
-    name: str
-    log: Path
-    proc: subprocess.Popen[bytes]
-    stderr: IO[bytes]
-    killed: bool = False
-
-    def __post_init__(self) -> None:
-        self.tail = LogTail(self.log)
-
-
-@dataclass
-class _State:
-    """Everything the dashboard shows."""
-
-    started: float = field(default_factory=time.monotonic)
-    produced: dict[tuple[str, int], str] = field(default_factory=dict)  # record -> its shard
-    produced_per_shard: Counter[str] = field(default_factory=Counter)
-    failed: int = 0
-    consumed: Counter[tuple[str, int]] = field(default_factory=Counter)
-    consumed_per_shard: Counter[str] = field(default_factory=Counter)
-    leases: list[Lease] = field(default_factory=list)
-    ever_leased: set[str] = field(default_factory=set)
-    events: list[str] = field(default_factory=list)
-    disruptions: list[Disruption] = field(default_factory=list)
-    echo: bool = False  # print events as they happen (no live dashboard)
-
-    def note(self, text: str) -> None:
-        self.events.append(f"{time.monotonic() - self.started:5.1f} s  {text}")
-        if self.echo:
-            console.print(escape(self.events[-1]))
-
-
-def _read_logs(state: _State, workers: list[_Worker]) -> None:
-    for w in workers:
-        for shard, key, n in w.tail.handled():
-            state.consumed[(key, n)] += 1
-            state.consumed_per_shard[shard] += 1
-
-
-def _shard_state(lease: Lease, by_key: dict[str, Lease]) -> str:
-    if lease.checkpoint.sequence_number == SHARD_END:
-        return "[dim]finished[/]"
-    for parent in lease.parent_shard_ids:
-        p = by_key.get(parent)
-        if p is not None and p.checkpoint.sequence_number != SHARD_END:
-            return "[yellow]blocked on parent[/]"
-    if lease.lease_owner is None:
-        return "[red]unowned[/]"
-    return "[green]processing[/]"
-
-
-def _render(state: _State, workers: list[_Worker], producer: AsyncProducer) -> Group:
-    by_key = {lease.lease_key: lease for lease in state.leases}
-    pid_to_worker = {str(w.proc.pid): w.name for w in workers}
-
-    def owner_name(owner: str | None) -> str:
-        if owner is None:
-            return "-"
-        parts = owner.split(":")
-        return pid_to_worker.get(parts[1], owner) if len(parts) >= 2 else owner
-
-    shards = Table(
-        title=f"kinesio playground — stream {STREAM!r}, application {APP!r} — "
-        f"{time.monotonic() - state.started:5.1f} s"
-    )
-    for col in ("shard", "state", "owner", "counter", "checkpoint", "produced", "consumed"):
-        shards.add_column(
-            col, justify="right" if col in ("counter", "produced", "consumed") else "left"
-        )
-    for key in sorted(set(by_key) | set(state.produced_per_shard)):
-        lease = by_key.get(key)
-        checkpoint = "-"
-        if lease is not None:
-            cp = lease.checkpoint.sequence_number
-            checkpoint = cp if cp.isalpha() or len(cp) < 14 else f"…{cp[-10:]}"
-            if lease.checkpoint.sub_sequence_number:
-                checkpoint += f"/{lease.checkpoint.sub_sequence_number}"
-        shards.add_row(
-            key,
-            _shard_state(lease, by_key)
-            if lease
-            else "[dim]finished (lease deleted)[/]"
-            if key in state.ever_leased
-            else "[dim]no lease yet[/]",
-            owner_name(lease.lease_owner) if lease else "-",
-            str(lease.lease_counter) if lease else "-",
-            checkpoint,
-            str(state.produced_per_shard.get(key, 0)),
-            str(state.consumed_per_shard.get(key, 0)),
-        )
-    held = Counter(owner_name(lease.lease_owner) for lease in state.leases if lease.lease_owner)
-    worker_table = Table(title="workers")
-    for col in ("worker", "pid", "status", "leases held"):
-        worker_table.add_column(col)
-    for w in workers:
-        status = (
-            "[red]killed (kill -9)[/]"
-            if w.killed
-            else ("running" if w.proc.poll() is None else f"exited {w.proc.returncode}")
-        )
-        worker_table.add_row(w.name, str(w.proc.pid), status, str(held.get(w.name, 0)))
-    m = producer.metrics()
-    lines = [
-        f"producer: {len(state.produced)} acknowledged, {state.failed} failed, "
-        f"{m.user_records_per_second:.0f} records/s, {m.kinesis_records_put} Kinesis records in "
-        f"{m.put_records_calls} PutRecords, throttled {m.throttled}, retries {m.retries}, "
-        f"latency p50 {m.latency_percentile(50):.0f} ms / p99 {m.latency_percentile(99):.0f} ms",
-        f"consumers: {len(state.consumed)} distinct records handled, "
-        f"{sum(state.consumed.values()) - len(state.consumed)} duplicates",
-        *state.events[-6:],
-    ]
-    return Group(shards, worker_table, *lines)
-
-
-def _start_worker(name: str, tmp: Path, env: dict[str, str]) -> _Worker:
+def _start_worker(name: str, tmp: Path, env: dict[str, str]) -> Worker:
     log = tmp / f"{name}.log"
     stderr = (tmp / f"{name}.err").open("wb")
     proc = subprocess.Popen(
@@ -196,7 +74,7 @@ def _start_worker(name: str, tmp: Path, env: dict[str, str]) -> _Worker:
         stdout=subprocess.DEVNULL,
         stderr=stderr,
     )
-    return _Worker(name, log, proc, stderr)
+    return Worker(name, log, proc, stderr)
 
 
 @contextlib.contextmanager
@@ -230,7 +108,7 @@ async def _run(
     backend: Backend = Backend.moto,
     kinesis_mock_path: Path | None = None,
 ) -> int:
-    state = _State(echo=not live)
+    state = State(echo=not live)
     with (
         _emulators(backend, kinesis_mock_path) as (kinesis_endpoint, dynamodb_endpoint),
         tempfile.TemporaryDirectory(prefix="kinesio-") as tmpdir,
@@ -250,7 +128,7 @@ async def _run(
             env.pop(var, None)
         kinesis = await AioKinesis.create(aws)
         store = DynamoDBLeaseStore(APP, aws=dynamodb_endpoint.aws_config())
-        workers: list[_Worker] = []
+        workers: list[Worker] = []
         try:
             await kinesis.create_stream(STREAM, shards)
             await kinesis.wait_for_active(STREAM)
@@ -276,7 +154,7 @@ async def _run(
                 start = next_tick = time.monotonic()
                 last_render = 0.0
                 ctx = (
-                    Live(_render(state, workers, producer), console=console, refresh_per_second=4)
+                    Live(render(state, workers, producer), console=console, refresh_per_second=4)
                     if live
                     else contextlib.nullcontext()
                 )
@@ -288,12 +166,12 @@ async def _run(
                         if not force and now - last_render < 0.5:
                             return
                         last_render = now
-                        _read_logs(state, workers)
+                        read_logs(state, workers)
                         with contextlib.suppress(KinesioError):
                             state.leases = await store.list_leases()
                             state.ever_leased.update(lease.lease_key for lease in state.leases)
                         if view is not None:
-                            view.update(_render(state, workers, producer))
+                            view.update(render(state, workers, producer))
 
                     # exactly rate × duration records, paced at the rate (catching up in
                     # batches when the loop falls behind), so the verdict's counts are exact

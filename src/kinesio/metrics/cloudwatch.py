@@ -16,35 +16,18 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import math
-import threading
-from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from contextlib import AbstractContextManager, AsyncExitStack
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Self
 
 from aiobotocore.session import AioSession
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from kinesio._aws import AWSConfig, create_client, map_aws_errors
 from kinesio._errors import ConfigurationError, InvalidArgumentError, KinesioError
-from kinesio.events import (
-    BatchProcessed,
-    CheckpointWritten,
-    DiagnosticEvent,
-    HandlerRetried,
-    LeaseAcquired,
-    LeaseLostEvent,
-    LeaseReleased,
-    PutRecordsSent,
-    RecordDeadLettered,
-    RecordFailed,
-    RecordsFetched,
-    Stats,
-    Throttled,
-)
+from kinesio.events import DiagnosticEvent
+from kinesio.metrics._cloudwatch_fold import LEVELS, METRICS, EventFold, Granularity
 
 __all__ = [
     "METRICS",
@@ -59,67 +42,6 @@ logger = logging.getLogger("kinesio.cloudwatch")
 #: PutMetricData takes at most 1000 metric data per request (and 1 MB; 1000 statistic sets
 #: with a few dimensions stay far below that).
 MAX_DATUMS_PER_CALL = 1000
-
-#: ``"global"``: no dimension; ``"stream"``: also per ``StreamName``; ``"shard"``: also per
-#: ``StreamName`` + ``ShardId`` (the KPL's metrics granularity; each level adds metrics).
-Granularity = Literal["global", "stream", "shard"]
-_LEVELS: dict[str, int] = {"global": 0, "stream": 1, "shard": 2}
-
-#: name -> (unit, finest level, origin, what it measures)
-METRICS: dict[str, tuple[str, str, str, str]] = {
-    "UserRecordsPut": ("Count", "shard", "KPL", "user records delivered"),
-    "UserRecordsDataPut": ("Bytes", "shard", "KPL", "data bytes of user records delivered"),
-    "KinesisRecordsPut": ("Count", "shard", "KPL", "Kinesis records written"),
-    "KinesisRecordsDataPut": ("Bytes", "shard", "KPL", "data bytes of Kinesis records written"),
-    "ErrorsByCode": (
-        "Count",
-        "shard",
-        "KPL",
-        "Kinesis records not written, with an ErrorCode dimension",
-    ),
-    "AllErrors": ("Count", "shard", "KPL", "Kinesis records not written, all codes"),
-    "RetriesPerRecord": ("Count", "shard", "KPL", "retries of each delivered user record"),
-    "BufferingTime": (
-        "Milliseconds",
-        "shard",
-        "KPL",
-        "put() to the sending of the request that delivered the record",
-    ),
-    "RequestTime": ("Milliseconds", "stream", "KPL", "PutRecords round trip"),
-    "UserRecordsFailed": ("Count", "stream", "kinesio", "user records that failed for good"),
-    "Throttles": (
-        "Count",
-        "shard",
-        "kinesio",
-        "throttled Kinesis records (PutRecords) or throttled reads",
-    ),
-    "RecordsProcessed": ("Count", "shard", "KCL", "user records the handler returned from"),
-    "DataBytesProcessed": ("Bytes", "shard", "KCL", "their data bytes"),
-    "HandlerRetries": ("Count", "shard", "kinesio", "handler calls that raised and were retried"),
-    "RecordsDeadLettered": ("Count", "shard", "kinesio", "records handed to dead_letter"),
-    "MillisBehindLatest": ("Milliseconds", "shard", "KCL", "how far behind each read was"),
-    "CurrentLeases": ("Count", "stream", "KCL", "leases held, sampled at each flush"),
-    "TakenLeases": ("Count", "stream", "KCL", "leases taken (including stolen)"),
-    "LostLeases": ("Count", "stream", "KCL", "leases lost to another worker"),
-    "Checkpoints": ("Count", "shard", "kinesio", "checkpoints written"),
-}
-
-Dimensions = tuple[tuple[str, str], ...]
-
-
-@dataclass(slots=True)
-class _Agg:
-    unit: str
-    count: int = 0
-    total: float = 0.0
-    minimum: float = math.inf
-    maximum: float = -math.inf
-
-    def add(self, count: int, total: float, minimum: float, maximum: float) -> None:
-        self.count += count
-        self.total += total
-        self.minimum = min(self.minimum, minimum)
-        self.maximum = max(self.maximum, maximum)
 
 
 class CloudWatchMetrics:
@@ -164,7 +86,7 @@ class CloudWatchMetrics:
         endpoint_url: str | None = None,
         session: AioSession | None = None,
     ) -> None:
-        if granularity not in _LEVELS:
+        if granularity not in LEVELS:
             raise ConfigurationError(
                 f"granularity must be 'global', 'stream' or 'shard', not {granularity!r}"
             )
@@ -176,18 +98,12 @@ class CloudWatchMetrics:
             raise ConfigurationError(f"max_pending must be >= {MAX_DATUMS_PER_CALL}")
         self.namespace = namespace
         self.granularity: Granularity = granularity
-        self._level = _LEVELS[granularity]
-        self._extra: Dimensions = tuple(sorted((dimensions or {}).items()))
         self.flush_interval = flush_interval
         self.max_pending = max_pending
         self._aws = aws or AWSConfig(
             region_name=region_name, endpoint_url=endpoint_url, session=session
         )
-        # Events may arrive from several event loops (blocking facades run their own): the
-        # aggregates are guarded by a thread lock, held only to add or to swap them out.
-        self._lock = threading.Lock()
-        self._aggs: dict[tuple[str, str, Dimensions], _Agg] = {}
-        self._held: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self._fold = EventFold(namespace, granularity, tuple(sorted((dimensions or {}).items())))
         self._pending: list[tuple[str, dict[str, Any]]] = []
         self.dropped = 0
         self.last_error: KinesioError | None = None
@@ -266,108 +182,7 @@ class CloudWatchMetrics:
     # -- the on_event callback -------------------------------------------------------------
 
     def __call__(self, event: DiagnosticEvent) -> None:
-        with self._lock:
-            self._record(event)
-
-    def _record(self, event: DiagnosticEvent) -> None:
-        ns = self.namespace or event.stream_name or "kinesio"
-        stream = event.stream_name
-        match event:
-            case PutRecordsSent():
-                self._sample(ns, "RequestTime", stream, None, event.duration_ms)
-                for s in event.shards:
-                    shard = s.shard_id
-                    self._sample(ns, "UserRecordsPut", stream, shard, s.user_records_put)
-                    self._sample(ns, "UserRecordsDataPut", stream, shard, s.user_bytes_put)
-                    self._sample(ns, "KinesisRecordsPut", stream, shard, s.kinesis_records_put)
-                    self._sample(ns, "KinesisRecordsDataPut", stream, shard, s.kinesis_bytes_put)
-                    if s.errors:
-                        for code, n in s.errors:
-                            self._sample(
-                                ns, "ErrorsByCode", stream, shard, n, (("ErrorCode", code),)
-                            )
-                        self._sample(ns, "AllErrors", stream, shard, s.kinesis_records_failed)
-                    self._stats(ns, "RetriesPerRecord", stream, shard, s.retries)
-                    self._stats(ns, "BufferingTime", stream, shard, s.buffering_ms)
-            case RecordFailed():
-                self._sample(ns, "UserRecordsFailed", stream, None, 1)
-            case Throttled():
-                self._sample(ns, "Throttles", stream, event.shard_id, max(1, event.records))
-            case RecordsFetched():
-                if event.millis_behind_latest is not None:
-                    self._sample(
-                        ns, "MillisBehindLatest", stream, event.shard_id, event.millis_behind_latest
-                    )
-            case BatchProcessed():
-                self._sample(ns, "RecordsProcessed", stream, event.shard_id, event.records)
-                self._sample(ns, "DataBytesProcessed", stream, event.shard_id, event.bytes)
-            case HandlerRetried():
-                self._sample(ns, "HandlerRetries", stream, event.shard_id, 1)
-            case RecordDeadLettered():
-                self._sample(ns, "RecordsDeadLettered", stream, event.shard_id, 1)
-            case LeaseAcquired():
-                self._held[(ns, stream)].add(event.lease_key)
-                self._sample(ns, "TakenLeases", stream, None, 1)
-            case LeaseLostEvent():
-                self._held[(ns, stream)].discard(event.lease_key)
-                self._sample(ns, "LostLeases", stream, None, 1)
-            case LeaseReleased():
-                self._held[(ns, stream)].discard(event.lease_key)
-            case CheckpointWritten():
-                self._sample(ns, "Checkpoints", stream, event.shard_id, 1)
-            case _:
-                pass  # events without a CloudWatch metric
-
-    def _sample(
-        self,
-        namespace: str,
-        name: str,
-        stream: str,
-        shard: str | None,
-        value: float,
-        extra: Dimensions = (),
-    ) -> None:
-        self._add(namespace, name, stream, shard, 1, value, value, value, extra)
-
-    def _stats(self, namespace: str, name: str, stream: str, shard: str, stats: Stats) -> None:
-        if stats.count:
-            self._add(
-                namespace,
-                name,
-                stream,
-                shard,
-                stats.count,
-                stats.total,
-                stats.minimum,
-                stats.maximum,
-            )
-
-    def _add(
-        self,
-        namespace: str,
-        name: str,
-        stream: str,
-        shard: str | None,
-        count: int,
-        total: float,
-        minimum: float,
-        maximum: float,
-        extra: Dimensions = (),
-    ) -> None:
-        unit = METRICS[name][0]
-        for dims in self._dimension_sets(stream, shard):
-            key = (namespace, name, dims + extra + self._extra)
-            agg = self._aggs.get(key)
-            if agg is None:
-                agg = self._aggs[key] = _Agg(unit)
-            agg.add(count, total, minimum, maximum)
-
-    def _dimension_sets(self, stream: str, shard: str | None) -> Iterable[Dimensions]:
-        yield ()
-        if self._level >= 1 and stream:
-            yield (("StreamName", stream),)
-            if self._level >= 2 and shard is not None:
-                yield (("StreamName", stream), ("ShardId", shard))
+        self._fold(event)
 
     # -- publishing ------------------------------------------------------------------------
 
@@ -420,12 +235,7 @@ class CloudWatchMetrics:
     def _roll(self) -> None:
         """Turn the interval's aggregates into pending metric data stamped now."""
         now = dt.datetime.now(dt.UTC)
-        with self._lock:
-            aggs, self._aggs = self._aggs, {}
-            for (ns, stream), held in self._held.items():
-                self._sample(ns, "CurrentLeases", stream, None, len(held))
-            gauges, self._aggs = self._aggs, {}
-        for (namespace, name, dims), agg in (*aggs.items(), *gauges.items()):
+        for (namespace, name, dims), agg in self._fold.take():
             if not agg.count:
                 continue
             self._pending.append(

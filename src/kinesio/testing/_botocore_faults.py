@@ -36,42 +36,31 @@ import dataclasses
 import functools
 import json
 import random
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-import botocore.exceptions as bexc
 from aiobotocore.awsrequest import AioAWSResponse
 from aiobotocore.session import AioSession
 
 from kinesio._aws import AWSConfig
 from kinesio._errors import ConfigurationError
-from kinesio.testing._kinesis import CONNECTION_ERROR, Fault
+from kinesio.testing._botocore_wire import (
+    CONNECTION_CLOSED,
+    CONNECTION_CODES,
+    READ_TIMEOUT,
+    connection_error,
+    http_response,
+    response_metadata,
+    status_for,
+)
+from kinesio.testing._kinesis import Fault
 from kinesio.testing._kinesis._faults import ArmedFault
 
 if TYPE_CHECKING:
     from kinesio.local import LocalEndpoint
 
 __all__ = ["CONNECTION_CLOSED", "READ_TIMEOUT", "BotocoreFaults"]
-
-#: ``Fault.error_code`` that raises botocore's ``ConnectionClosedError`` (the connection
-#: dropped before an answer arrived). Without ``response_lost`` the request is not sent.
-CONNECTION_CLOSED = "ConnectionClosedError"
-#: ``Fault.error_code`` that raises botocore's ``ReadTimeoutError``.
-READ_TIMEOUT = "ReadTimeoutError"
-
-_CONNECTION_CODES = frozenset({CONNECTION_ERROR, CONNECTION_CLOSED, READ_TIMEOUT})
-
-#: HTTP status the service answers each error code with (anything else: 400).
-_STATUS = {
-    "InternalFailure": 500,
-    "InternalFailureException": 500,
-    "InternalServerError": 500,
-    "InternalError": 500,
-    "ServiceUnavailable": 503,
-    "ServiceUnavailableException": 503,
-}
 
 # Keys of botocore's per-call request context (the dict every event of one API call shares).
 _OWNER = "kinesio_faults_owner"
@@ -89,51 +78,6 @@ class _Plan:
     @property
     def nothing_to_send(self) -> bool:
         return len(self.failed) == self.total
-
-
-class _Body:
-    """The ``raw`` of an :class:`AioAWSResponse` made up here instead of read from a socket."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    async def read(self) -> bytes:
-        return self._data
-
-
-def _status(code: str) -> int:
-    return _STATUS.get(code, 400)
-
-
-def _http_response(url: str, status: int, body: dict[str, Any]) -> tuple[AioAWSResponse, str]:
-    request_id = str(uuid.uuid4())
-    headers = {
-        "x-amzn-RequestId": request_id,
-        "Content-Type": "application/x-amz-json-1.1",
-    }
-    data = json.dumps(body).encode()
-    headers["Content-Length"] = str(len(data))
-    return AioAWSResponse(url, status, headers, _Body(data)), request_id
-
-
-def _metadata(http: AioAWSResponse, request_id: str) -> dict[str, Any]:
-    return {
-        "RequestId": request_id,
-        "HTTPStatusCode": http.status_code,
-        "HTTPHeaders": {k.lower(): v for k, v in http.headers.items()},
-        "RetryAttempts": 0,
-    }
-
-
-def _connection_error(code: str, url: str, *, after_send: bool = False) -> Exception:
-    err: Exception
-    if code == CONNECTION_ERROR and not after_send:
-        err = bexc.EndpointConnectionError(endpoint_url=url)
-    elif code == READ_TIMEOUT:
-        err = bexc.ReadTimeoutError(endpoint_url=url)
-    else:
-        err = bexc.ConnectionClosedError(endpoint_url=url)
-    return err
 
 
 class BotocoreFaults:
@@ -314,9 +258,9 @@ class BotocoreFaults:
         code = fault.error_code
         assert code is not None
         self.injected[code] += 1
-        if code in _CONNECTION_CODES:
-            raise _connection_error(code, url)
-        http, _ = _http_response(url, _status(code), {"__type": code, "message": fault.message})
+        if code in CONNECTION_CODES:
+            raise connection_error(code, url)
+        http, _ = http_response(url, status_for(code), {"__type": code, "message": fault.message})
         return http
 
     # -- botocore event handlers -------------------------------------------------------------
@@ -365,12 +309,12 @@ class BotocoreFaults:
             parsed: dict[str, Any] = {
                 "Error": {"Code": body["__type"], "Message": body["message"]},
                 "message": body["message"],
-                "ResponseMetadata": _metadata(http, http.headers["x-amzn-RequestId"]),
+                "ResponseMetadata": response_metadata(http, http.headers["x-amzn-RequestId"]),
             }
             return http, parsed
-        http, request_id = _http_response(url, 200, {"FailedRecordCount": 0, "Records": []})
+        http, request_id = http_response(url, 200, {"FailedRecordCount": 0, "Records": []})
         parsed = {"FailedRecordCount": 0, "Records": [], "ResponseMetadata": {}}
-        parsed["ResponseMetadata"] = _metadata(http, request_id)
+        parsed["ResponseMetadata"] = response_metadata(http, request_id)
         return http, parsed
 
     async def _before_send(self, request: Any, event_name: str, **_: Any) -> AioAWSResponse | None:
@@ -400,10 +344,10 @@ class BotocoreFaults:
         code = lost.error_code
         self.injected[code] += 1
         url = str(getattr(http_response, "url", ""))
-        if code in _CONNECTION_CODES:
-            raise _connection_error(code, url, after_send=True)
+        if code in CONNECTION_CODES:
+            raise connection_error(code, url, after_send=True)
         # The call took effect; make botocore raise as if its answer had been an error.
-        http_response.status_code = _status(code)
+        http_response.status_code = status_for(code)
         metadata = dict(parsed.get("ResponseMetadata", {}))
         metadata["HTTPStatusCode"] = http_response.status_code
         parsed.clear()
