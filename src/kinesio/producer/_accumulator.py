@@ -323,10 +323,10 @@ class Accumulator:
         s = self.settings
         if s.aggregate and len(q.queue) > 1:
             builder = aggregation.AggregateBuilder(s.max_aggregate_size)
-            add = builder.try_add
+            add = builder._add_fields  # the records were checked at put()
             users: list[_Pending] = []
             for p in q.queue:
-                if not add(ProducerRecord(p.data, p.partition_key, p.explicit_hash_key)):
+                if not add(p.data, p.partition_key, p.explicit_hash_key):
                     break
                 users.append(p)
             if len(users) > 1:
