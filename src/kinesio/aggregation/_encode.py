@@ -58,6 +58,7 @@ class AggregateBuilder:
     __slots__ = (
         "_body_limit",
         "_body_size",
+        "_count",
         "_ehk_fields",
         "_ehk_table",
         "_max_size",
@@ -77,7 +78,8 @@ class AggregateBuilder:
         self._ehk_fields: dict[int, bytes] = {}
         self._ehk_table: list[bytes] = []
         self._parts: list[bytes] = []
-        self._records: list[ProducerRecord] = []
+        self._records: list[ProducerRecord] = []  # those added by try_add
+        self._count = 0
         self._body_size = 0
         # What the body may grow to; unbounded while empty (the first record always fits).
         self._body_limit = sys.maxsize
@@ -92,14 +94,22 @@ class AggregateBuilder:
         be encoded: data that is not bytes, a partition key that is not a UTF-8-encodable str,
         an explicit hash key outside ``[0, 2**128)``.
         """
+        data = record.data
+        if type(data) is not bytes and not isinstance(data, bytes):
+            raise ValidationError(f"record data must be bytes, got {type(data).__name__}")
+        if self._add_fields(data, record.partition_key, record.explicit_hash_key):
+            self._records.append(record)
+            return True
+        return False
+
+    def _add_fields(self, data: bytes, pk: str, ehk: int | None) -> bool:
+        """``try_add`` for a record given as its fields, whose data the caller has checked to
+        be bytes (the producer's, which checks at put(): it packs its records this way without
+        making a ``ProducerRecord`` for each). The record is not kept for :attr:`records`."""
         # Runs once per user record in the producer. A table entry is 0x0A len key; a record
         # 0x1A len (0x08 index [0x10 index] 0x1A len data). Nothing is stored until the size
         # check has passed. The IndexErrors are numbers past the tables: rare, and free to
         # guard against until they happen.
-        data = record.data
-        if type(data) is not bytes and not isinstance(data, bytes):
-            raise ValidationError(f"record data must be bytes, got {type(data).__name__}")
-        pk = record.partition_key
         try:
             index = self._pk_index.get(pk)
         except TypeError as exc:  # not hashable, so not a str
@@ -122,7 +132,6 @@ class AggregateBuilder:
             key_field = TAGGED_08[index]
         except IndexError:
             key_field = b"\x08" + varint(index)
-        ehk = record.explicit_hash_key
         new_ehk = None
         if ehk is not None:
             # The type is checked every time: True == 1 and 1.0 == 1 as dict keys.
@@ -155,7 +164,7 @@ class AggregateBuilder:
             self._ehk_fields[new_ehk[0]] = new_ehk[1]
             self._ehk_table.append(new_ehk[2])
         self._parts += (record_field, key_field, data_field, data)
-        self._records.append(record)
+        self._count += 1
         self._body_size += added
         return True
 
@@ -171,18 +180,18 @@ class AggregateBuilder:
 
     @property
     def records(self) -> list[ProducerRecord]:
-        """The records added so far, in order (a new list)."""
+        """The records added so far by :meth:`try_add`, in order (a new list)."""
         return list(self._records)
 
     def __len__(self) -> int:
-        return len(self._records)
+        return self._count
 
     def build(self) -> bytes:
         """The aggregate of the records added so far; the builder is left as it was.
 
         Raises :class:`~kinesio.ValidationError` if no record was added.
         """
-        if not self._records:
+        if not self._count:
             raise ValidationError("cannot build an aggregate of no records")
         body = b"".join(self._pk_table + self._ehk_table + self._parts)
         return b"".join((MAGIC, body, hashlib.md5(body).digest()))
@@ -195,6 +204,7 @@ class AggregateBuilder:
         self._ehk_table.clear()
         self._parts.clear()
         self._records.clear()
+        self._count = 0
         self._body_size = 0
         self._body_limit = sys.maxsize
 

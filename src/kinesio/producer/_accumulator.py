@@ -26,7 +26,7 @@ from kinesio._models import ProducerRecord
 from kinesio.events import Emitter, RecordFailed
 from kinesio.metrics import ProducerMetricsRecorder
 from kinesio.producer._limiter import ShardLimiter
-from kinesio.producer._pending import ResultFuture, _Pending, _ShardQueue
+from kinesio.producer._pending import RELEASED, ResultFuture, _Pending, _ShardQueue
 from kinesio.producer._shard_map import ShardMap
 
 logger = logging.getLogger("kinesio.producer")
@@ -171,7 +171,7 @@ class Accumulator:
         explicit_hash_key: int | None,
         hash_key: int,
         size: int,
-        future: ResultFuture,
+        future: ResultFuture | None,
     ) -> bool:
         """Queue a validated record whose result goes to ``future``, or apply the overflow
         policy: ``Raise()`` raises ``BacklogFullError``, ``Drop()`` fails ``future`` with it.
@@ -192,7 +192,8 @@ class Accumulator:
             if not isinstance(overflow, Drop):
                 return False
             err = BacklogFullError(full)
-            future.set_exception(err)
+            if future is not None:
+                future.set_exception(err)
             self.metrics.user_records_dropped += 1
             self.notify_error(ProducerRecord(data, partition_key, explicit_hash_key), err)
             return True
@@ -228,7 +229,7 @@ class Accumulator:
         explicit_hash_key: int | None,
         hash_key: int,
         size: int,
-        future: ResultFuture,
+        future: ResultFuture | None,
     ) -> None:
         """``add()``, waiting for room under ``Block()`` (raising ``BacklogFullError`` after
         its timeout, or the closed error if the producer closes meanwhile)."""
@@ -322,10 +323,10 @@ class Accumulator:
         s = self.settings
         if s.aggregate and len(q.queue) > 1:
             builder = aggregation.AggregateBuilder(s.max_aggregate_size)
-            add = builder.try_add
+            add = builder._add_fields  # the records were checked at put()
             users: list[_Pending] = []
             for p in q.queue:
-                if not add(ProducerRecord(p.data, p.partition_key, p.explicit_hash_key)):
+                if not add(p.data, p.partition_key, p.explicit_hash_key):
                     break
                 users.append(p)
             if len(users) > 1:
@@ -383,6 +384,7 @@ class Accumulator:
             records += 1
             nbytes += p.size
             gen = p.generation
+            p.generation = RELEASED
             left = unresolved[gen] - 1
             if left:
                 unresolved[gen] = left
@@ -407,8 +409,9 @@ class Accumulator:
         cancelled one), the backlog, the ``on_error`` hook and a ``RecordFailed`` event."""
         self.metrics.user_records_failed += len(users)
         for p in users:
-            if not p.future.done():
-                p.future.set_exception(err)
+            f = p.future
+            if f is not None and not f.done():
+                f.set_exception(err)
         self.release(users)
         for p in users:
             self.notify_error(p.record, err)

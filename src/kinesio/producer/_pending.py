@@ -15,6 +15,10 @@ from kinesio.producer._limiter import ShardLimiter
 # A shard's queue may hold what its limiter sends within this share of the record TTL.
 TTL_SHARE = 0.5
 
+# _Pending.generation once the record has left the backlog (see Accumulator.release): what
+# tells a resolved record from an unresolved one when it has no future to ask.
+RELEASED = -1
+
 
 class ResultFuture(Protocol):
     """What a record's result is delivered to: an ``asyncio.Future`` for ``AsyncProducer``, a
@@ -50,7 +54,7 @@ class _Pending:
         explicit_hash_key: int | None,
         hash_key: int,
         size: int,
-        future: ResultFuture,
+        future: ResultFuture | None,
         created: float,
         generation: int = 0,
     ) -> None:
@@ -59,7 +63,7 @@ class _Pending:
         self.explicit_hash_key = explicit_hash_key
         self.hash_key = hash_key
         self.size = size  # data + partition key bytes: what Kinesis counts
-        self.future = future
+        self.future = future  # None: submitted without a result (AsyncProducer.submit)
         self.created = created
         self.generation = generation  # the flush generation it was put in
         self.attempts = 0

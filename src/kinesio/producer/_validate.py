@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from hashlib import md5
 
 from kinesio import aggregation
 from kinesio._errors import ValidationError
@@ -40,12 +41,18 @@ def check(
         raise ValidationError(f"partition_key must be 1 to 256 characters, got {n}")
     if explicit_hash_key is not None and isinstance(explicit_hash_key, bool):
         raise ValidationError("explicit_hash_key must be an int or a decimal str, not bool")
-    # An ASCII key is as long in UTF-8 as in characters (isascii() is O(1) on CPython).
-    size = len(data) + (n if partition_key.isascii() else len(partition_key.encode()))
+    try:
+        raw = partition_key.encode()
+    except UnicodeEncodeError as exc:  # a lone surrogate
+        raise ValidationError(f"partition key is not a valid string: {exc}") from exc
+    size = len(data) + len(raw)
     if size > max_record_size:
         raise ValidationError(
             f"record of {size} bytes (data + partition key) exceeds max_record_size "
             f"{max_record_size}"
         )
+    if explicit_hash_key is None:
+        # aggregation.hash_key, inlined on the key's bytes already at hand: once per record.
+        return data, partition_key, None, int.from_bytes(md5(raw).digest(), "big"), size
     hash_key = aggregation.hash_key(partition_key, explicit_hash_key)
-    return data, partition_key, None if explicit_hash_key is None else hash_key, hash_key, size
+    return data, partition_key, hash_key, hash_key, size
