@@ -6,17 +6,17 @@ the accumulator (``_accumulator.py``), which predicts its shard from the shard m
 per-shard objects), or applies the overflow policy. The sender (``_sender.py``) builds
 PutRecords requests under the per-shard limiters (``_requests.py``, ``_limiter.py``), sends
 them, resolves the futures from the answers and retries what failed. This module owns the
-lifecycle, the shard map's refreshes and the metrics; ``kinesio.sync.Producer`` is the same
-core behind a blocking API (its futures: ``_blocking_future.py``).
+lifecycle; ``_upkeep.py`` keeps the shard map current and reports the metrics.
+``kinesio.sync.Producer`` is the same core behind a blocking API (its futures:
+``_blocking_future.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from types import TracebackType
 from typing import Self
 
@@ -29,25 +29,23 @@ from kinesio._errors import (
     KinesioError,
     ProducerClosedError,
     ResourceInUseError,
-    ResourceNotFoundError,
     ValidationError,
 )
 from kinesio._kinesis import KinesisAdminAPI, KinesisAPI
 from kinesio._models import ProducerRecord, PutResult
-from kinesio.events import Emitter, EventHook, ShardMapRefreshed
+from kinesio.events import Emitter, EventHook
 from kinesio.metrics import ProducerMetrics, ProducerMetricsRecorder
-from kinesio.producer._accumulator import Accumulator, ErrorHook, await_hook
+from kinesio.producer._accumulator import Accumulator, ErrorHook
 from kinesio.producer._autosplit import AutoSplitter
 from kinesio.producer._pending import ResultFuture
 from kinesio.producer._sender import Sender
 from kinesio.producer._shard_map import ShardMap
+from kinesio.producer._upkeep import MetricsHook, MetricsReporter, ShardMapKeeper
 from kinesio.producer._validate import Checked, PreparedRecord, check
 
 __all__ = ["AsyncProducer", "ErrorHook", "MetricsHook", "PreparedRecord"]
 
 logger = logging.getLogger("kinesio.producer")
-
-MetricsHook = Callable[[ProducerMetrics], object]
 
 
 class AsyncProducer:
@@ -94,14 +92,11 @@ class AsyncProducer:
         self._aws = aws
         self._kinesis = kinesis
         self._owns_kinesis = kinesis is None
-        self._on_metrics = on_metrics
         self._clock = time.monotonic
         self._state = "new"  # new -> starting -> running -> closing -> closed
-        self._refresh_lock = asyncio.Lock()
         self._hook_tasks: set[asyncio.Task[None]] = set()
         self._background: list[asyncio.Task[None]] = []
         self._fatal: BaseException | None = None
-        self._metrics_past = ProducerMetrics()
         self._loop: asyncio.AbstractEventLoop  # the loop start() ran in
         self._acc = Accumulator(
             self.settings,
@@ -112,8 +107,10 @@ class AsyncProducer:
             ProducerMetricsRecorder(self._clock()),
             self._not_running,
         )
+        self._shards = ShardMapKeeper(stream_name, self._acc, self._events, self._kinesis_api)
+        self._reporter = MetricsReporter(self._acc, on_metrics, self._clock, self._spawn)
         self._sender = Sender(
-            self._acc, stream_name, self._events, self._kinesis_api, self._refresh_shard_map
+            self._acc, stream_name, self._events, self._kinesis_api, self._shards.refresh
         )
         self._autosplit: AutoSplitter | None = None
 
@@ -152,7 +149,7 @@ class AsyncProducer:
                     code="ResourceInUseException",
                     operation="DescribeStreamSummary",
                 )
-            await self._load_shard_map()
+            await self._shards.load()
             if self.settings.auto_split is not None:
                 self._autosplit = self._new_autosplitter(self._kinesis)
                 self._sender.autosplit = self._autosplit
@@ -172,8 +169,8 @@ class AsyncProducer:
         sender.add_done_callback(self._sender_done)
         self._background = [
             sender,
-            asyncio.create_task(self._refresh_periodically()),
-            asyncio.create_task(self._report_metrics_periodically()),
+            asyncio.create_task(self._shards.run(s.shard_map_refresh_interval)),
+            asyncio.create_task(self._reporter.run(s.metrics_interval)),
         ]
         if self._autosplit is not None:
             self._background.append(asyncio.create_task(self._autosplit.run()))
@@ -193,7 +190,7 @@ class AsyncProducer:
             self._events,
             shard_of=lambda shard_id: self._acc.map.get(shard_id),
             open_shards=lambda: self._acc.map.open_shards,
-            refresh=self._refresh_shard_map,
+            refresh=self._shards.refresh,
             clock=self._clock,
             held_back=self._acc.held_back,
         )
@@ -245,7 +242,7 @@ class AsyncProducer:
             await self._autosplit.aclose()
         self._state = "closed"
         acc.closed = True
-        self._emit_metrics()
+        self._reporter.emit()
         await self._close_client()
 
     async def _close_client(self) -> None:
@@ -382,7 +379,7 @@ class AsyncProducer:
 
     def metrics(self) -> ProducerMetrics:
         """Cumulative metrics since the producer was created."""
-        return self._metrics_past + self._acc.metrics.snapshot(self._clock())
+        return self._reporter.total()
 
     @property
     def shard_map(self) -> ShardMap:
@@ -409,52 +406,3 @@ class AsyncProducer:
         if self._kinesis is None:
             raise ProducerClosedError("the producer is closed")
         return self._kinesis
-
-    # -- the shard map -------------------------------------------------------------------------
-
-    async def _load_shard_map(self) -> None:
-        shards = await self._kinesis_api().list_shards(self.stream_name)
-        new = ShardMap(shards)
-        if not len(new):
-            raise ResourceNotFoundError(
-                f"stream {self.stream_name!r} has no open shard",
-                code="ResourceNotFoundException",
-                operation="ListShards",
-            )
-        self._acc.set_map(new)
-        self._events.emit(ShardMapRefreshed(open_shards=len(new)))
-
-    async def _refresh_shard_map(self, *, seen_epoch: int | None = None) -> None:
-        async with self._refresh_lock:
-            if seen_epoch is not None and self._acc.map_epoch > seen_epoch:
-                return  # refreshed by someone else since that request was sent
-            await self._load_shard_map()
-        self._acc.wake.set()
-
-    async def _refresh_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.shard_map_refresh_interval)
-            try:
-                await self._refresh_shard_map()
-            except KinesioError as exc:
-                logger.warning("periodic shard map refresh failed: %s", exc)
-
-    # -- metrics -------------------------------------------------------------------------------
-
-    def _emit_metrics(self) -> None:
-        now = self._clock()
-        snapshot = self._acc.metrics.snapshot(now)
-        self._metrics_past = self._metrics_past + snapshot
-        self._acc.metrics = ProducerMetricsRecorder(now)
-        if self._on_metrics is not None:
-            try:
-                result = self._on_metrics(snapshot)
-                if inspect.isawaitable(result):
-                    self._spawn(await_hook(result))
-            except Exception:
-                logger.exception("on_metrics hook raised")
-
-    async def _report_metrics_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.metrics_interval)
-            self._emit_metrics()
