@@ -40,6 +40,7 @@ from kinesio._models import (
     StreamSummary,
     SubscribeEvent,
 )
+from kinesio._put_records_json import install_put_records_json
 from kinesio._records_json import PARSED_RECORDS, install_get_records_parser
 
 
@@ -50,6 +51,7 @@ class AioKinesis:
         self._client = client
         self._stack = stack
         install_get_records_parser(client)
+        install_put_records_json(client)
 
     @classmethod
     async def create(cls, aws: AWSConfig, *, max_pool_connections: int = 24) -> AioKinesis:
