@@ -45,22 +45,38 @@ def epoch_timestamp(value: Any) -> dt.datetime:
     return _default_timestamp_parser(value)  # type: ignore[no-any-return]
 
 
+# KinesisRecord is a frozen, slotted dataclass; setting its slots through their descriptors
+# builds the same object in about half the time of its __init__ (see consumer/_deaggregate.py).
+_NEW = object.__new__
+_SET_SEQ = vars(KinesisRecord)["sequence_number"].__set__
+_SET_DATA = vars(KinesisRecord)["data"].__set__
+_SET_PK = vars(KinesisRecord)["partition_key"].__set__
+_SET_TS = vars(KinesisRecord)["approximate_arrival_timestamp"].__set__
+
+
 def _records(items: list[dict[str, Any]]) -> list[KinesisRecord]:
     out: list[KinesisRecord] = []
     append = out.append
+    # Records written together share their arrival time (milliseconds): one datetime each,
+    # shared, as datetimes are immutable.
+    stamps: dict[Any, dt.datetime] = {}
     for r in items:
         seq, key, ts = r["SequenceNumber"], r["PartitionKey"], r.get("ApproximateArrivalTimestamp")
         if type(seq) is not str or type(key) is not str:
             raise TypeError("SequenceNumber and PartitionKey must be strings")
-        append(
-            KinesisRecord(
-                sequence_number=seq,
-                # non-strict like botocore's b64decode, but a str is all it accepts here
-                data=_a2b_base64(r["Data"]),
-                partition_key=key,
-                approximate_arrival_timestamp=None if ts is None else epoch_timestamp(ts),
-            )
-        )
+        if ts is not None:
+            stamp = stamps.get(ts)
+            if stamp is None:
+                stamp = stamps[ts] = epoch_timestamp(ts)
+        else:
+            stamp = None
+        record: KinesisRecord = _NEW(KinesisRecord)
+        _SET_SEQ(record, seq)
+        # non-strict like botocore's b64decode, but a str is all it accepts here
+        _SET_DATA(record, _a2b_base64(r["Data"]))
+        _SET_PK(record, key)
+        _SET_TS(record, stamp)
+        append(record)
     return out
 
 

@@ -144,3 +144,84 @@ async def test_a_worker_stops_handling_and_checkpointing_once_its_lease_expires_
     assert all(start <= lost_at[0] for start in store.checkpoint_starts)
     (lease,) = await store.list_leases()
     assert lease.lease_owner == consumer.worker_id  # never released: it no longer held it
+
+
+async def test_the_cheap_held_check_ends_with_the_lease_on_the_owners_clock() -> None:
+    store = MemoryLeaseStore()
+    lease = await store.create_lease(Lease("shardId-000000000000"))
+    assert lease is not None
+    taken = await store.take(lease, "worker")
+    assert taken is not None
+    now = [100.0]
+    handle = LeaseHandle(
+        taken, store, "worker", lambda: now[0], failover_time=10.0, written_at=100.0
+    )
+    held = handle.held_check()
+    now[0] = 109.9
+    assert held()
+    assert handle.active
+    now[0] = 110.0
+    assert not held()
+    assert not handle.active
+    assert handle.lost.is_set()
+    assert not handle.held_check()()  # lost: a new check is False at once
+
+    unbounded = LeaseHandle(taken, store, "worker", lambda: now[0])
+    now[0] = 1e12
+    assert unbounded.held_check()()
+    handle2 = LeaseHandle(taken, store, "worker", lambda: now[0], failover_time=10.0)
+    held2 = handle2.held_check()
+    handle2.mark_lost("test")
+    assert not handle2.held_check()()
+    assert held2()  # stale after the loop ran: the reason callers take a new one
+
+
+async def test_a_sync_handler_gets_no_record_after_the_lease_expires_mid_batch() -> None:
+    kinesis = InMemoryKinesis(enforce_limits=False)
+    await kinesis.create_stream(STREAM, 1)
+    settings = ProducerSettings(aggregate=False)
+    async with AsyncProducer(STREAM, kinesis=kinesis, settings=settings) as producer:
+        for i in range(200):
+            await producer.put(f"{i}".encode(), partition_key=f"key-{i % 7}")
+    store = HangingLeaseStore()
+    lost_at: list[float] = []
+
+    def on_event(event: DiagnosticEvent) -> None:
+        if isinstance(event, LeaseLostEvent):
+            lost_at.append(time.monotonic())
+
+    consumer = AsyncConsumer(
+        STREAM,
+        application_name="billing",
+        settings=ConsumerSettings(
+            failover_time=FAILOVER,
+            renew_interval=0.2,
+            take_interval=60.0,
+            initial_position=InitialPosition.TRIM_HORIZON,
+            # one batch of 200 records: the lease expires inside it, with no await between
+            # the records of a sync handler
+            retrieval=Polling(idle_time=0.02, catch_up_interval=0.0, max_records=200),
+            shutdown_timeout=5.0,
+        ),
+        kinesis=kinesis,
+        lease_store=store,
+        on_event=on_event,
+    )
+    handled: list[float] = []
+
+    def handler(record: Record) -> None:
+        if not handled:
+            store.hang = True  # no renewal from here on
+        handled.append(time.monotonic())
+        time.sleep(0.01)  # blocks the loop: 200 records take 2 s, past FAILOVER
+
+    await consumer.start()
+    task = asyncio.create_task(consumer.consume_with(handler, checkpoint_every=10**9))
+    await wait_for(lambda: bool(lost_at), timeout=10.0)
+    await consumer.aclose()
+    await task
+    assert 0 < len(handled) < 200  # stopped inside the batch
+    # the record after the expiry was not handed over: the last one began within failover
+    # of the first (plus one record's sleep and scheduling slack)
+    assert handled[-1] - handled[0] <= FAILOVER + 0.2
+    assert store.checkpoint_starts == []  # nothing past the lease was checkpointed

@@ -53,7 +53,9 @@ from kinesio._models import (
     Record,
     Shard,
 )
-from kinesio.consumer._deaggregate import deaggregate
+from kinesio.aggregation._wire import MAGIC as _MAGIC
+from kinesio.aggregation._wire import OVERHEAD as _AGGREGATE_OVERHEAD
+from kinesio.consumer._deaggregate import deaggregate, plain_record
 from kinesio.consumer._prefetch import FetchedBatch, Prefetch
 from kinesio.consumer._shards import children_from_list_shards
 from kinesio.consumer._shared import SharedShardList
@@ -219,6 +221,8 @@ class FetcherBase:
             self._floor = (int(start.sequence_number), start.sub_sequence_number)
         # The last Kinesis record read (and queued whole): reads resume after it.
         self._last_seq: str | None = None
+        # Partition key -> inside this shard's hash range (see deaggregate()).
+        self._inside: dict[str, bool] = {}
         self._millis_behind: int | None = None
         self._queue = Prefetch(max_prefetch_records, max_prefetch_bytes)
         self._end: FetchedBatch | None = None
@@ -300,21 +304,37 @@ class FetcherBase:
     def _user_records(self, records: Sequence[KinesisRecord]) -> list[Record]:
         """Deaggregate ``records`` and drop what is at or below the floor; advance both the
         floor and the last read position past them."""
+        if not records:
+            return []
         out: list[Record] = []
+        append = out.append
+        shard = self._shard
+        shard_id = shard.shard_id
+        inside = self._inside
+        start = 0
         floor = self._floor
-        for record in records:
-            self._last_seq = record.sequence_number
-            seq = int(record.sequence_number)
-            if floor is not None and seq <= floor[0]:
-                if seq < floor[0]:
-                    continue
-                out.extend(
-                    r for r in deaggregate(record, self._shard) if r.sub_sequence_number > floor[1]
-                )
-                continue
-            out.extend(deaggregate(record, self._shard))
-        if records:
-            self._floor = (int(records[-1].sequence_number), _WHOLE_RECORD)
+        if floor is not None:
+            # An answer's records come in shard order (SPEC §1): once one is past the floor,
+            # so is every later one, and only the records up to it need a number compared.
+            top, sub = floor
+            for record in records:
+                seq = int(record.sequence_number)
+                if seq > top:
+                    break
+                if seq == top:
+                    out.extend(
+                        r for r in deaggregate(record, shard, inside) if r.sub_sequence_number > sub
+                    )
+                start += 1
+        for record in records[start:] if start else records:
+            data = record.data
+            if len(data) > _AGGREGATE_OVERHEAD and data[:4] == _MAGIC:
+                out.extend(deaggregate(record, shard, inside))
+            else:
+                append(plain_record(record, shard_id))
+        last = records[-1].sequence_number
+        self._last_seq = last
+        self._floor = (int(last), _WHOLE_RECORD)
         return out
 
     def _resume_position(self, continuation: str | None = None) -> StartingPosition:

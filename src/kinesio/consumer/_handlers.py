@@ -72,15 +72,19 @@ async def consume_shard_plain(
                 count += len(batch)
             else:
                 handled = 0
+                # the lease is checked before every record; between awaits only the clock
+                # can end it, which the cheap check (~0.1 µs, not ~0.4) covers
+                held = stream.held_check()
                 try:
                     for record in batch:
-                        if stream.lost:
+                        if not held() and stream.lost:
                             # expired mid-batch: another worker may be reading it
                             raise LeaseLost(f"lease {stream.shard_id} lost mid-batch")
                         result = handler(record)
                         # a sync handler's None needs no awaitable check (~1 µs)
                         if result is not None and inspect.isawaitable(result):
                             await result
+                            held = stream.held_check()
                         handled += 1
                 finally:
                     # staged once per batch, up to the last record handled

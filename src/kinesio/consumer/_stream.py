@@ -61,6 +61,11 @@ class ShardStream:
         _ = self._handle.active  # marks a locally expired lease lost
         return self._handle.lost.is_set()
 
+    def held_check(self) -> Callable[[], bool]:
+        """See :meth:`LeaseHandle.held_check`: False once the lease may be gone; valid until
+        the caller next awaits."""
+        return self._handle.held_check()
+
     async def records(self) -> AsyncGenerator[list[Record], None]:
         """Batches of records until lease loss, shutdown or shard end (see the class doc)."""
         consumer = self._consumer
