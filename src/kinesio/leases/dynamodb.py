@@ -1,6 +1,7 @@
 """The KCL-compatible lease table on DynamoDB (SPEC §2), over an aiobotocore client.
 
-The items are laid out exactly as the Java KCL writes them (``kinesio.leases._items``); every
+The items are laid out exactly as the Java KCL writes them (``kinesio.leases._items``), the
+table is created and checked by ``kinesio.leases._table``; every
 write to an existing item is a conditional UpdateItem that SETs and REMOVEs only the attributes
 it owns, so attributes kinesio does not model survive.
 """
@@ -10,18 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from typing import Any
 
 from kinesio._aws import AWSConfig, create_client, map_aws_errors
-from kinesio._errors import (
-    AWSError,
-    ConfigurationError,
-    ResourceInUseError,
-    ResourceNotFoundError,
-)
+from kinesio._errors import AWSError, ConfigurationError
 from kinesio._models import ExtendedSequenceNumber, Lease
 from kinesio.leases._items import (
     CHECKPOINT,
@@ -38,6 +33,7 @@ from kinesio.leases._items import (
     lease_from_item,
     lease_to_item,
 )
+from kinesio.leases._table import ensure_lease_table
 from kinesio.leases.base import (
     CHECKPOINT_OWNER,
     PENDING_CHECKPOINT_STATE,
@@ -165,81 +161,12 @@ class DynamoDBLeaseStore:
         is not the KCL's (hash key ``leaseKey`` of type S, no range key), and
         :class:`kinesio.ResourceInUseError` if it is not ACTIVE within ``table_wait_timeout``.
         """
-        table = await self._describe_table()
-        if table is None:
-            if not self._create_if_missing:
-                raise ResourceNotFoundError(
-                    f"lease table {self.table_name!r} does not exist and create_if_missing is "
-                    "False: create it (PAY_PER_REQUEST, hash key 'leaseKey' of type S) or let "
-                    "kinesio create it",
-                    code="ResourceNotFoundException",
-                    operation="DescribeTable",
-                )
-            await self._create_table()
-            table = await self._describe_table()
-            if table is None:  # eventual consistency of DescribeTable right after creation
-                table = {"TableStatus": "CREATING"}
-        if table.get("TableStatus") != "ACTIVE":
-            table = await self._wait_active()
-        self._check_schema(table)
-
-    async def _describe_table(self) -> dict[str, Any] | None:
-        client = await self._client()
-        try:
-            with map_aws_errors("DescribeTable"):
-                resp = await client.describe_table(TableName=self.table_name)
-        except ResourceNotFoundError:
-            return None
-        table: dict[str, Any] = resp["Table"]
-        return table
-
-    async def _create_table(self) -> None:
-        client = await self._client()
-        try:
-            with map_aws_errors("CreateTable"):
-                await client.create_table(
-                    TableName=self.table_name,
-                    KeySchema=[{"AttributeName": LEASE_KEY, "KeyType": "HASH"}],
-                    AttributeDefinitions=[{"AttributeName": LEASE_KEY, "AttributeType": "S"}],
-                    BillingMode="PAY_PER_REQUEST",
-                )
-        except ResourceInUseError:
-            # Another worker created it at the same moment: the schema check below decides.
-            pass
-        logger.info("created lease table %s", self.table_name)
-
-    async def _wait_active(self) -> dict[str, Any]:
-        deadline = time.monotonic() + self._table_wait_timeout
-        delay = 0.1
-        status = "missing"
-        while time.monotonic() < deadline:
-            table = await self._describe_table()
-            if table is not None:
-                status = str(table.get("TableStatus"))
-                if status == "ACTIVE":
-                    return table
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
-        raise ResourceInUseError(
-            f"lease table {self.table_name!r} is still {status} after "
-            f"{self._table_wait_timeout:.0f} s",
-            code="ResourceInUseException",
-            operation="DescribeTable",
+        await ensure_lease_table(
+            await self._client(),
+            self.table_name,
+            create_if_missing=self._create_if_missing,
+            wait_timeout=self._table_wait_timeout,
         )
-
-    def _check_schema(self, table: Mapping[str, Any]) -> None:
-        keys = [(k.get("AttributeName"), k.get("KeyType")) for k in table.get("KeySchema", [])]
-        types = {
-            a.get("AttributeName"): a.get("AttributeType")
-            for a in table.get("AttributeDefinitions", [])
-        }
-        if keys != [(LEASE_KEY, "HASH")] or types.get(LEASE_KEY) != "S":
-            found = ", ".join(f"{name} {kind} ({types.get(name)})" for name, kind in keys)
-            raise ConfigurationError(
-                f"table {self.table_name!r} is not a lease table: its key is [{found}], a "
-                "lease table has the single hash key 'leaseKey' of type S; use another "
-                "table name"
-            )
 
     # -- reads ---------------------------------------------------------------------------
 
