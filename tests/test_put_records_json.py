@@ -4,6 +4,7 @@ same answer botocore would parse, and everything of another shape left to botoco
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import botocore.session
@@ -14,7 +15,11 @@ from botocore.serialize import create_serializer
 from hypothesis import given
 from hypothesis import strategies as st
 
+from _streams import stored_raw
+from kinesio._aws import AioKinesis
+from kinesio._models import PutRecordsEntry
 from kinesio._put_records_json import _PutRecordsSerializer, parse_put_records
+from kinesio.local import LocalEndpoint
 
 _MODEL = botocore.session.get_session().get_service_model("kinesis")
 _PUT = _MODEL.operation_model("PutRecords")
@@ -126,3 +131,22 @@ def test_answers_it_does_not_expect_are_left_to_botocore(body: bytes, status: in
     parse_put_records(response_dict=response, customized_response_dict=customized)
     assert response["body"] == body
     assert customized == {}
+
+
+async def test_kinesios_clients_take_the_json_path_and_deliver(
+    moto_endpoint: LocalEndpoint, moto_stream: Callable[[str, int], str]
+) -> None:
+    """With the botocore installed here the path is in place (a botocore that renamed what it
+    wraps would silently fall back), and records sent through it arrive as sent."""
+    stream = moto_stream("json-path", 1)
+    kinesis = await AioKinesis.create(moto_endpoint.aws_config())
+    try:
+        assert isinstance(kinesis._client._serializer, _PutRecordsSerializer)
+        entries = [PutRecordsEntry(b"\x00\xffdata", "k\u00e9y"), PutRecordsEntry(b"", "k", "7")]
+        results = await kinesis.put_records(stream, entries)
+        assert [r.error_code for r in results] == [None, None]
+        assert all(r.sequence_number for r in results)
+    finally:
+        await kinesis.aclose()
+    stored = [(r["Data"], r["PartitionKey"]) for _, r in stored_raw(moto_endpoint, stream)]
+    assert stored == [(b"\x00\xffdata", "k\u00e9y"), (b"", "k")]
