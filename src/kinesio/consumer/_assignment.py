@@ -70,6 +70,7 @@ def plan(
     max_leases: int | None = None,
     max_leases_to_steal: int = 1,
     rng: random.Random,
+    peers: AbstractSet[str] = frozenset(),
 ) -> Plan:
     """Decide which leases worker ``me`` should take or steal this round (KCL 2.x rules).
 
@@ -79,7 +80,9 @@ def plan(
 
     Guarantees:
 
-    * Workers are the owners of non-expired leases plus ``me``; the target is
+    * Workers are the owners of non-expired leases plus ``me`` plus ``peers`` (workers known
+      to be alive without holding a lease, e.g. KCL 3 workers with fresh WorkerMetricStats,
+      see :mod:`kinesio.leases._worker_metrics`); the target is
       :func:`fair_target` over the unfinished leases.
     * Nothing is planned when ``me`` already holds the target (live, unfinished leases).
     * ``take`` holds only unowned or expired unfinished leases, chosen at random (so that
@@ -117,7 +120,8 @@ def plan(
     def live(lease: Lease) -> bool:
         return live_owner(lease) is not None
 
-    workers = {owner for lease in ordered if (owner := live_owner(lease)) is not None} | {me}
+    workers = {owner for lease in ordered if (owner := live_owner(lease)) is not None}
+    workers |= {me} | set(peers)
     counts = Counter(owner for lease in active if (owner := live_owner(lease)) is not None)
     target = fair_target(len(active), len(workers), max_leases)
     needed = target - counts[me]

@@ -1,0 +1,47 @@
+"""The KCL 3 worker-metrics item format and the share it gives to lease-less workers."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from kinesio import KinesioError
+from kinesio._models import Lease
+from kinesio.consumer import _assignment
+from kinesio.leases._worker_metrics import WorkerMetricsError, live_workers, metrics_item
+
+
+def test_round_trip_of_own_item_counts_as_live() -> None:
+    item = metrics_item("kinesio-1", 1_000.7, [12.5, 30.0])
+    assert item["wid"] == {"S": "kinesio-1"}
+    assert item["lut"] == {"N": "1000"}
+    assert item["sts"]["M"]["C"]["L"] == [{"N": "12.5"}, {"N": "30.0"}]
+    assert live_workers([item], 1_050.0) == frozenset({"kinesio-1"})
+    assert live_workers([item], 1_061.0) == frozenset()
+
+
+def test_malformed_items_raise_typed_errors() -> None:
+    with pytest.raises(WorkerMetricsError):
+        live_workers([{"lut": {"N": "1"}}], 2.0)
+    with pytest.raises(WorkerMetricsError):
+        live_workers([{"wid": {"S": "w"}, "lut": {"S": "soon"}}], 2.0)
+    with pytest.raises(KinesioError):
+        metrics_item("w", 1.0, [101.0])
+
+
+def _lease(key: str, owner: str | None) -> Lease:
+    return Lease(lease_key=key, lease_owner=owner)
+
+
+def test_idle_peer_from_worker_metrics_lowers_the_share() -> None:
+    leases = [_lease(f"shardId-{i:012d}", "kinesio-1") for i in range(4)]
+    rng = random.Random(1)
+    alone = _assignment.plan(leases, set(), "kinesio-1", rng=rng)
+    with_peer = _assignment.plan(leases, set(), "kinesio-1", rng=rng, peers={"kcl3-worker"})
+    assert alone.target == 4
+    assert with_peer.target == 2
+    # The idle KCL 3 worker itself, planned as kinesio would plan for it, steals toward 2.
+    joining = _assignment.plan(leases, set(), "kcl3-worker", rng=rng, max_leases_to_steal=2)
+    assert joining.target == 2
+    assert len(joining.steal) == 2
