@@ -11,6 +11,12 @@ from kinesio._models import Lease
 from kinesio.consumer import _assignment
 from kinesio.leases._worker_metrics import WorkerMetricsError, live_workers, metrics_item
 
+from ._lease_harness import DynamoHarness, dynamo
+
+__all__ = ["dynamo"]  # the fixture, parametrized over moto and dynalite
+
+pytestmark = pytest.mark.timeout(60)
+
 
 def test_round_trip_of_own_item_counts_as_live() -> None:
     item = metrics_item("kinesio-1", 1_000.7, [12.5, 30.0])
@@ -45,3 +51,20 @@ def test_idle_peer_from_worker_metrics_lowers_the_share() -> None:
     joining = _assignment.plan(leases, set(), "kcl3-worker", rng=rng, max_leases_to_steal=2)
     assert joining.target == 2
     assert len(joining.steal) == 2
+
+
+async def test_items_survive_a_worker_metrics_table(dynamo: DynamoHarness) -> None:
+    # The table as KCL 3.1.3 creates it: hash key wid (string), on demand.
+    table = f"{dynamo.table}-WorkerMetricStats"
+    await dynamo.client.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "wid", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "wid", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    await dynamo.client.get_waiter("table_exists").wait(TableName=table)
+    await dynamo.client.put_item(TableName=table, Item=metrics_item("kinesio-1", 500.0, [40.0]))
+    await dynamo.client.put_item(TableName=table, Item=metrics_item("kcl3-old", 100.0, [1.0]))
+    items = (await dynamo.client.scan(TableName=table, ConsistentRead=True))["Items"]
+    assert live_workers(items, 520.0) == frozenset({"kinesio-1"})
+    await dynamo.client.delete_table(TableName=table)
