@@ -23,6 +23,9 @@ def test_round_trip_of_own_item_counts_as_live() -> None:
     assert item["wid"] == {"S": "kinesio-1"}
     assert item["lut"] == {"N": "1000"}
     assert item["sts"]["M"]["C"]["L"] == [{"N": "12.5"}, {"N": "30.0"}]
+    # The KCL reads opr as a list of longs: a whole number, first the maximum.
+    assert item["opr"] == {"M": {"C": {"L": [{"N": "100"}]}}}
+    assert len(metrics_item("w", 1.0, [1.0] * 25)["sts"]["M"]["C"]["L"]) == 10
     assert live_workers([item], 1_050.0) == frozenset({"kinesio-1"})
     assert live_workers([item], 1_061.0) == frozenset()
 
@@ -30,10 +33,23 @@ def test_round_trip_of_own_item_counts_as_live() -> None:
 def test_malformed_items_raise_typed_errors() -> None:
     with pytest.raises(WorkerMetricsError):
         live_workers([{"lut": {"N": "1"}}], 2.0)
-    with pytest.raises(WorkerMetricsError):
-        live_workers([{"wid": {"S": "w"}, "lut": {"S": "soon"}}], 2.0)
     with pytest.raises(KinesioError):
         metrics_item("w", 1.0, [101.0])
+    with pytest.raises(WorkerMetricsError):
+        metrics_item("w", 1.0, [1.0], cpu_max_percent=0)
+
+
+def test_items_the_kcl3_leader_ignores_are_not_live() -> None:
+    good = metrics_item("w", 100.0, [1.0])
+    no_lut = {k: v for k, v in good.items() if k != "lut"}
+    text_lut = {**good, "lut": {"S": "soon"}}
+    no_range = {**good, "opr": {"M": {}}}
+    zero_max = {**good, "opr": {"M": {"C": {"L": [{"N": "0"}]}}}}
+    failing = {**good, "sts": {"M": {"C": {"L": [{"N": "3.0"}, {"N": "-1"}]}}}}
+    bare = {"wid": {"S": "bare"}, "lut": {"N": "100"}}  # the KCL's default metric: valid
+    items = [no_lut, text_lut, no_range, zero_max, failing, bare]
+    assert live_workers(items, 110.0) == frozenset({"bare"})
+    assert live_workers([good, bare], 110.0, foreign_only=True) == frozenset({"bare"})
 
 
 def _lease(key: str, owner: str | None) -> Lease:
