@@ -9,6 +9,7 @@ import pytest
 from kinesio import KinesioError
 from kinesio._models import Lease
 from kinesio.consumer import _assignment
+from kinesio.consumer._kcl3_share import counted_peers
 from kinesio.leases._worker_metrics import WorkerMetricsError, live_workers, metrics_item
 
 from ._lease_harness import DynamoHarness, dynamo
@@ -84,3 +85,17 @@ async def test_items_survive_a_worker_metrics_table(dynamo: DynamoHarness) -> No
     items = (await dynamo.client.scan(TableName=table, ConsistentRead=True))["Items"]
     assert live_workers(items, 520.0) == frozenset({"kinesio-1"})
     await dynamo.client.delete_table(TableName=table)
+
+
+def test_a_kcl3_worker_seen_owning_an_expired_lease_counts_again_once_it_reports() -> None:
+    table = {"s-0": _lease("s-0", "kcl3-dead"), "s-1": _lease("s-1", "kinesio-1")}
+    suspects: dict[str, float] = {}
+    fresh = {"kcl3-dead": 100.0, "kcl3-idle": 100.0}
+    # Killed: its item is still fresh, but its lease expired; only the idle worker counts.
+    assert counted_peers(fresh, table, {"s-0"}, suspects) == frozenset({"kcl3-idle"})
+    # Its lease taken over (no longer expired, no longer its): still not counted ...
+    table["s-0"] = _lease("s-0", "kinesio-1")
+    assert counted_peers(fresh, table, set(), suspects) == frozenset({"kcl3-idle"})
+    # ... until it reports again (a restart, or it had only stalled).
+    fresh["kcl3-dead"] = 130.0
+    assert counted_peers(fresh, table, set(), suspects) == frozenset(fresh)

@@ -118,6 +118,7 @@ class LeaseCoordinator(ShardSteps):
         )
         self._peers: frozenset[str] = frozenset()
         self._receivers: frozenset[str] = frozenset()
+        self._dead: dict[str, float] = {}  # KCL 3 workers seen dead, at their item's lut
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -280,8 +281,9 @@ class LeaseCoordinator(ShardSteps):
         if self.metrics_table is not None and await self.metrics_table.exists():
             # Only non-kinesio workers count from the table: kinesio workers count through
             # their leases (a dead one's fresh item would otherwise hold back its leases).
-            self._receivers = (await self.metrics_table.live_peers())[1]
-            self._peers = self._receivers
+            fresh = await self.metrics_table.live_peers()
+            self._peers = _kcl3_share.counted_peers(fresh, self.table, self.expired(), self._dead)
+            self._receivers = self._peers
             await _kcl3_share.shed_excess(
                 self.store,
                 self.held,

@@ -22,13 +22,35 @@ from kinesio.consumer import _assignment
 from kinesio.consumer._lease_handle import LeaseHandle
 from kinesio.leases.base import HandoffLeaseStore, LeaseStore
 
-__all__ = ["MAX_SHED_PER_ROUND", "shed_excess"]
+__all__ = ["MAX_SHED_PER_ROUND", "counted_peers", "shed_excess"]
 
 logger = logging.getLogger("kinesio.leases")
 
 #: Leases handed over per take round: the KCL's ``maxLeasesToStealAtOneTime`` default, so that
 #: a fleet moves towards balance as fast as a KCL 2.x fleet does by stealing.
 MAX_SHED_PER_ROUND = 1
+
+
+def counted_peers(
+    fresh: Mapping[str, float],
+    table: Mapping[str, Lease],
+    expired: AbstractSet[str],
+    suspects: MutableMapping[str, float],
+) -> frozenset[str]:
+    """The KCL 3 workers to count in the share: those with a fresh item (``fresh``: worker id
+    to its ``lut``), except one seen owning an expired lease, until its ``lut`` moves on.
+
+    A killed worker's item stays fresh for a minute; counting it meanwhile would hold back
+    the takeover of its leases and hand it leases it never renews. ``suspects`` (kept by the
+    caller between rounds) remembers the ``lut`` at which each was last seen dead.
+    """
+    for key in expired:
+        owner = table[key].lease_owner if key in table else None
+        if owner is not None and owner in fresh:
+            suspects[owner] = fresh[owner]
+    for worker in [w for w, lut in suspects.items() if fresh.get(w, lut) > lut or w not in fresh]:
+        del suspects[worker]
+    return frozenset(w for w in fresh if w not in suspects)
 
 
 async def shed_excess(

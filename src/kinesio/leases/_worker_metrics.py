@@ -214,12 +214,12 @@ class WorkerMetricsTable:
             self._exists = True
         return self._exists
 
-    async def live_peers(self) -> tuple[frozenset[str], frozenset[str]]:
-        """Live workers other than this one, and those of them that are not kinesio workers
-        (both empty without the table). One strongly consistent scan; raises
-        :class:`kinesio.AWSError` or :class:`WorkerMetricsError`."""
+    async def live_peers(self) -> dict[str, float]:
+        """Live non-kinesio workers other than this one, each with its ``lut`` (empty without
+        the table). One strongly consistent scan; raises :class:`kinesio.AWSError` or
+        :class:`WorkerMetricsError`."""
         if not await self.exists():
-            return frozenset(), frozenset()
+            return {}
         client = await self._client()
         items: list[Mapping[str, Any]] = []
         kwargs: dict[str, Any] = {"TableName": self.table_name, "ConsistentRead": True}
@@ -230,8 +230,8 @@ class WorkerMetricsTable:
             if "LastEvaluatedKey" not in page:
                 break
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        now, me = self._wall(), {self._worker_id}
-        return live_workers(items, now) - me, live_workers(items, now, foreign_only=True) - me
+        live = live_workers(items, self._wall(), foreign_only=True) - {self._worker_id}
+        return {i["wid"]["S"]: float(i["lut"]["N"]) for i in items if i["wid"]["S"] in live}
 
     async def publish(self) -> bool:
         """Write this worker's item (False, nothing written, without the table). Raises
