@@ -98,6 +98,10 @@ async def test_sheds_down_to_its_share_for_a_live_kcl3_worker(
     assert mine["opr"] == {"M": {"C": {"L": [{"N": "100"}]}}}
     assert KINESIO_MARK in mine
     assert int(mine["lut"]["N"]) >= int(time.time()) - 5
+    # Stopping withdraws it (else the KCL 3 leader counts this worker for another minute).
+    await coordinator.stop()
+    assert "Item" not in await dynamo.client.get_item(TableName=table, Key={"wid": {"S": ME}})
+    assert not await coordinator.metrics_table.publish()
 
 
 @pytest.mark.parametrize("kind", ["stale", "kinesio", "failing"])

@@ -149,6 +149,12 @@ class LeaseCoordinator(ShardSteps):
     async def stop(self) -> None:
         """Release every lease still held and stop the loops."""
         self._taking = False
+        if self.metrics_table is not None:
+            # First, so that the KCL 3 leader does not assign the released leases back here.
+            try:
+                await self.metrics_table.withdraw()
+            except KinesioError as exc:
+                logger.warning("withdrawing worker metrics failed (stale in 60 s): %s", exc)
         await asyncio.gather(*(h.release() for h in list(self.held.values())))
         self.held.clear()
         tasks = self._tasks + list(self._handoffs)

@@ -187,6 +187,7 @@ class WorkerMetricsTable:
         self._exists: bool | None = None
         self._checked = 0.0
         self._cpu = CpuSampler()
+        self._withdrawn = False
 
     async def exists(self) -> bool:
         """Whether the table exists (cached; looked up again every :data:`RECHECK_ABSENT_S`
@@ -233,10 +234,20 @@ class WorkerMetricsTable:
         live = live_workers(items, self._wall(), foreign_only=True) - {self._worker_id}
         return {i["wid"]["S"]: float(i["lut"]["N"]) for i in items if i["wid"]["S"] in live}
 
+    async def withdraw(self) -> None:
+        """Delete this worker's item and publish no more (a worker shutting down: the KCL 3
+        leader would count it for another minute). Raises :class:`kinesio.AWSError`."""
+        self._withdrawn = True
+        if not self._exists:
+            return
+        client = await self._client()
+        with map_aws_errors("DeleteItem"):
+            await client.delete_item(TableName=self.table_name, Key={"wid": {"S": self._worker_id}})
+
     async def publish(self) -> bool:
-        """Write this worker's item (False, nothing written, without the table). Raises
-        :class:`kinesio.AWSError` on a DynamoDB failure."""
-        if not await self.exists():
+        """Write this worker's item (False, nothing written, without the table or after
+        :meth:`withdraw`). Raises :class:`kinesio.AWSError` on a DynamoDB failure."""
+        if self._withdrawn or not await self.exists():
             return False
         item = metrics_item(self._worker_id, self._wall(), self._cpu.sample())
         client = await self._client()
