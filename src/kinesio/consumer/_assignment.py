@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from kinesio._models import SHARD_END, Lease
 
-__all__ = ["Plan", "fair_target", "is_finished", "plan", "watch_interval"]
+__all__ = ["Plan", "fair_target", "is_finished", "plan", "shed", "watch_interval"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +70,7 @@ def plan(
     max_leases: int | None = None,
     max_leases_to_steal: int = 1,
     rng: random.Random,
+    peers: AbstractSet[str] = frozenset(),
 ) -> Plan:
     """Decide which leases worker ``me`` should take or steal this round (KCL 2.x rules).
 
@@ -79,7 +80,9 @@ def plan(
 
     Guarantees:
 
-    * Workers are the owners of non-expired leases plus ``me``; the target is
+    * Workers are the owners of non-expired leases plus ``me`` plus ``peers`` (workers known
+      to be alive without holding a lease, e.g. KCL 3 workers with fresh WorkerMetricStats,
+      see :mod:`kinesio.leases._worker_metrics`); the target is
       :func:`fair_target` over the unfinished leases.
     * Nothing is planned when ``me`` already holds the target (live, unfinished leases).
     * ``take`` holds only unowned or expired unfinished leases, chosen at random (so that
@@ -117,7 +120,8 @@ def plan(
     def live(lease: Lease) -> bool:
         return live_owner(lease) is not None
 
-    workers = {owner for lease in ordered if (owner := live_owner(lease)) is not None} | {me}
+    workers = {owner for lease in ordered if (owner := live_owner(lease)) is not None}
+    workers |= {me} | set(peers)
     counts = Counter(owner for lease in active if (owner := live_owner(lease)) is not None)
     target = fair_target(len(active), len(workers), max_leases)
     needed = target - counts[me]
@@ -151,6 +155,50 @@ def plan(
         lease.lease_key for lease in active if live(lease) and lease.lease_owner == victim
     ]
     return Plan(steal=rng.sample(victim_leases, count), target=target, steal_from=victim)
+
+
+def shed(
+    leases: Sequence[Lease],
+    expired: AbstractSet[str],
+    me: str,
+    *,
+    peers: AbstractSet[str],
+    receivers: AbstractSet[str],
+    max_leases: int | None = None,
+    limit: int = 1,
+    rng: random.Random,
+) -> list[tuple[str, str]]:
+    """Leases ``me`` should hand over this round, as ``(lease key, new owner)`` pairs.
+
+    For workers that never steal (KCL 3.x): the share is :func:`plan`'s target with ``peers``
+    counted; ``me`` gives away only what it holds above the target (never dropping below it),
+    at most ``limit`` leases, each to one of ``receivers`` (a subset of ``peers``) still below
+    the target, the least loaded first. The caller writes each hand-over conditionally (the
+    KCL 3 graceful hand-off: new ``leaseOwner``, ``checkpointOwner`` = ``me``); a lost race only
+    means nothing moves this round.
+    """
+    if limit < 0:
+        raise ValueError(f"limit must not be negative, got {limit}")
+    active = sorted(
+        (lease for lease in leases if not is_finished(lease)), key=lambda lease: lease.lease_key
+    )
+    owners = [None if lease.lease_key in expired else lease.lease_owner for lease in active]
+    workers = {owner for owner in owners if owner is not None} | {me} | set(peers)
+    target = fair_target(len(active), len(workers), max_leases)
+    counts = Counter(owner for owner in owners if owner is not None)
+    mine = [lease.lease_key for lease, owner in zip(active, owners, strict=True) if owner == me]
+    excess = min(len(mine) - target, limit)
+    if excess <= 0:
+        return []
+    out: list[tuple[str, str]] = []
+    for key in rng.sample(mine, excess):
+        below = sorted((counts[w], w) for w in receivers & set(peers) if counts[w] < target)
+        if not below:
+            break
+        receiver = below[0][1]
+        counts[receiver] += 1
+        out.append((key, receiver))
+    return out
 
 
 def watch_interval(workers: int, failover_time: float, floor: float) -> float:

@@ -36,14 +36,16 @@ from kinesio._models import (
     Lease,
     Shard,
 )
-from kinesio.consumer import _assignment, _shards
+from kinesio.consumer import _assignment, _kcl3_share, _shards
 from kinesio.consumer._lease_handle import LeaseHandle as LeaseHandle
 from kinesio.consumer._shard_steps import ShardSteps
 from kinesio.events import (
     Emitter,
     LeaseAcquired,
 )
+from kinesio.leases._worker_metrics import WorkerMetricsTable
 from kinesio.leases.base import HandoffLeaseStore, LeaseStore, checkpoint_owner
+from kinesio.leases.dynamodb import DynamoDBLeaseStore
 
 logger = logging.getLogger("kinesio.leases")
 
@@ -107,6 +109,16 @@ class LeaseCoordinator(ShardSteps):
         self._watch = watch
         self._eventual_reads = _reads_eventually(store)
         self._handoffs: set[asyncio.Task[None]] = set()
+        # KCL 3 workers known only from the worker-metrics table (the table exists only
+        # beside a KCL 3 fleet; without it both stay empty and nothing else is read).
+        self.metrics_table = (
+            WorkerMetricsTable(store.dynamodb_client, store.table_name, worker_id)
+            if isinstance(store, DynamoDBLeaseStore)
+            else None
+        )
+        self._peers: frozenset[str] = frozenset()
+        self._receivers: frozenset[str] = frozenset()
+        self._dead: dict[str, float] = {}  # KCL 3 workers seen dead, at their item's lut
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -122,6 +134,13 @@ class LeaseCoordinator(ShardSteps):
                 name="shard-sync",
             ),
         ]
+        if self.metrics_table is not None:
+            publish = self.metrics_table.publish
+            try:  # at once, so that a KCL 3 leader counts this worker from its next round on
+                await publish()
+            except KinesioError as exc:
+                logger.warning("publishing worker metrics failed, will retry: %s", exc)
+            self._tasks.append(asyncio.create_task(self._loop(publish, lambda: 30.0), name="wms"))
 
     def stop_taking(self) -> None:
         self._taking = False
@@ -130,6 +149,12 @@ class LeaseCoordinator(ShardSteps):
     async def stop(self) -> None:
         """Release every lease still held and stop the loops."""
         self._taking = False
+        if self.metrics_table is not None:
+            # First, so that the KCL 3 leader does not assign the released leases back here.
+            try:
+                await self.metrics_table.withdraw()
+            except KinesioError as exc:
+                logger.warning("withdrawing worker metrics failed (stale in 60 s): %s", exc)
         await asyncio.gather(*(h.release() for h in list(self.held.values())))
         self.held.clear()
         tasks = self._tasks + list(self._handoffs)
@@ -259,6 +284,23 @@ class LeaseCoordinator(ShardSteps):
                 else:
                     handle.mark_lost("the lease table shows another owner")
                 self.held.pop(key, None)
+        if self.metrics_table is not None and await self.metrics_table.exists():
+            # Only non-kinesio workers count from the table: kinesio workers count through
+            # their leases (a dead one's fresh item would otherwise hold back its leases).
+            fresh = await self.metrics_table.live_peers()
+            self._peers = _kcl3_share.counted_peers(fresh, self.table, self.expired(), self._dead)
+            self._receivers = self._peers
+            await _kcl3_share.shed_excess(
+                self.store,
+                self.held,
+                self.table,
+                self.expired(),
+                self.worker_id,
+                peers=self._peers,
+                receivers=self._receivers,
+                max_leases=self.settings.max_leases,
+                rng=self._rng,
+            )
         await self._take_from_table(steal=True)
 
     async def watch_round(self) -> None:
@@ -282,6 +324,7 @@ class LeaseCoordinator(ShardSteps):
             max_leases=self.settings.max_leases,
             max_leases_to_steal=self.settings.max_leases_to_steal if steal else 0,
             rng=self._rng,
+            peers=self._peers,
         )
 
     async def _take_from_table(self, *, steal: bool) -> None:

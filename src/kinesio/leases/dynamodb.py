@@ -135,6 +135,11 @@ class DynamoDBLeaseStore:
             if stack is not None:
                 await stack.aclose()
 
+    async def dynamodb_client(self) -> Any:
+        """The store's DynamoDB client (created on first use, closed by :meth:`aclose`), for the
+        KCL 3 side tables that live beside the lease table. Never blocks beyond creating it."""
+        return await self._client()
+
     async def _client(self) -> Any:
         if self._client_obj is not None:
             return self._client_obj
