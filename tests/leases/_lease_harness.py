@@ -101,6 +101,21 @@ class DynamoHarness:
         with suppress(self.client.exceptions.ResourceNotFoundException):
             await self.client.delete_table(TableName=self.table)
 
+    async def worker_metrics_table(self, *items: Item) -> str:
+        """``<table>-WorkerMetricStats`` as KCL 3.1.3 creates it (hash key ``wid``, a string;
+        on demand), holding ``items``; returns its name."""
+        table = f"{self.table}-WorkerMetricStats"
+        await self.client.create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": "wid", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "wid", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        await self.client.get_waiter("table_exists").wait(TableName=table)
+        for item in items:
+            await self.client.put_item(TableName=table, Item=item)
+        return table
+
 
 @asynccontextmanager
 async def dynamo_harness(request: pytest.FixtureRequest, name: str) -> AsyncIterator[DynamoHarness]:

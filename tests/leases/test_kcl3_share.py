@@ -51,20 +51,6 @@ async def coordinator(dynamo: DynamoHarness) -> AsyncIterator[LeaseCoordinator]:
         await store.aclose()
 
 
-async def metrics_table(dynamo: DynamoHarness, *items: dict[str, Any]) -> str:
-    table = f"{dynamo.table}-WorkerMetricStats"
-    await dynamo.client.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "wid", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "wid", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    await dynamo.client.get_waiter("table_exists").wait(TableName=table)
-    for item in items:
-        await dynamo.client.put_item(TableName=table, Item=item)
-    return table
-
-
 async def owners(dynamo: DynamoHarness) -> dict[str, tuple[str | None, str | None]]:
     items = (await dynamo.client.scan(TableName=dynamo.table, ConsistentRead=True))["Items"]
     return {
@@ -79,7 +65,7 @@ async def owners(dynamo: DynamoHarness) -> dict[str, tuple[str | None, str | Non
 async def test_sheds_down_to_its_share_for_a_live_kcl3_worker(
     dynamo: DynamoHarness, coordinator: LeaseCoordinator
 ) -> None:
-    table = await metrics_table(dynamo, kcl3_item(KCL3, time.time()))
+    table = await dynamo.worker_metrics_table(kcl3_item(KCL3, time.time()))
     coordinator.metrics_table._exists = None  # type: ignore[union-attr]  # look again now
     for _ in range(4):  # one hand-over per round, never below the share of 2
         await coordinator.renew_round()  # no loops run here
@@ -115,7 +101,7 @@ async def test_nothing_shed_for_workers_the_kcl3_leader_ignores(
     else:
         item = kcl3_item(KCL3, time.time())
         item["sts"]["M"]["C"]["L"][-1] = {"N": "-1"}
-    await metrics_table(dynamo, item)
+    await dynamo.worker_metrics_table(item)
     coordinator.metrics_table._exists = None  # type: ignore[union-attr]
     for _ in range(2):
         await coordinator.renew_round()

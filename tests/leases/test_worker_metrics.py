@@ -71,17 +71,10 @@ def test_idle_peer_from_worker_metrics_lowers_the_share() -> None:
 
 
 async def test_items_survive_a_worker_metrics_table(dynamo: DynamoHarness) -> None:
-    # The table as KCL 3.1.3 creates it: hash key wid (string), on demand.
-    table = f"{dynamo.table}-WorkerMetricStats"
-    await dynamo.client.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "wid", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "wid", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
+    # The table as KCL 3.1.3 creates it, with a fresh item and a stale one.
+    table = await dynamo.worker_metrics_table(
+        metrics_item("kinesio-1", 500.0, [40.0]), metrics_item("kcl3-old", 100.0, [1.0])
     )
-    await dynamo.client.get_waiter("table_exists").wait(TableName=table)
-    await dynamo.client.put_item(TableName=table, Item=metrics_item("kinesio-1", 500.0, [40.0]))
-    await dynamo.client.put_item(TableName=table, Item=metrics_item("kcl3-old", 100.0, [1.0]))
     items = (await dynamo.client.scan(TableName=table, ConsistentRead=True))["Items"]
     assert live_workers(items, 520.0) == frozenset({"kinesio-1"})
     await dynamo.client.delete_table(TableName=table)
