@@ -23,6 +23,8 @@ import binascii
 import json
 from typing import Any
 
+from kinesio._records_json import register_before_parse, successful_answer
+
 __all__ = ["install_put_records_json"]
 
 _BEFORE_PARSE = "before-parse.kinesis.PutRecords"
@@ -91,15 +93,7 @@ def parse_put_records(
     response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
 ) -> None:
     """The ``before-parse`` hook: a successful answer parsed in one ``json.loads``."""
-    if int(response_dict.get("status_code", 0)) >= 300:
-        return
-    body = response_dict.get("body")
-    if not isinstance(body, bytes):
-        return
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return  # botocore parses the untouched body and reports what is wrong with it
+    doc = successful_answer(response_dict)
     if not isinstance(doc, dict) or type(doc.get("FailedRecordCount")) is not int:
         return
     records = doc.get("Records")
@@ -121,6 +115,4 @@ def install_put_records_json(client: Any) -> None:
     serializer = getattr(client, "_serializer", None)
     if serializer is not None and not isinstance(serializer, _PutRecordsSerializer):
         client._serializer = _PutRecordsSerializer(serializer)
-    events = getattr(getattr(client, "meta", None), "events", None)
-    if events is not None:
-        events.register(_BEFORE_PARSE, parse_put_records, unique_id=_HOOK_ID)
+    register_before_parse(client, _BEFORE_PARSE, parse_put_records, _HOOK_ID)

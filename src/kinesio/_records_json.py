@@ -84,13 +84,10 @@ def parse_get_records(
     response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
 ) -> None:
     """The ``before-parse`` hook: decode a successful answer's records (see the module)."""
-    if int(response_dict.get("status_code", 0)) >= 300:
-        return
-    body = response_dict.get("body")
-    if not isinstance(body, bytes):
+    doc = successful_answer(response_dict)
+    if doc is None:
         return
     try:
-        doc = json.loads(body)
         items = doc.pop("Records", None) if isinstance(doc, dict) else None
         if not isinstance(items, list):
             return
@@ -102,8 +99,29 @@ def parse_get_records(
     customized_response_dict[PARSED_RECORDS] = records
 
 
-def install_get_records_parser(client: Any) -> None:
-    """Register :func:`parse_get_records` on one aiobotocore Kinesis ``client`` (idempotent)."""
+def successful_answer(response_dict: dict[str, Any]) -> Any:
+    """The JSON document of a successful answer (HTTP status below 300, a body of bytes), or
+    None for anything else (an error, a stream, a body that is not JSON): botocore parses
+    those itself."""
+    if int(response_dict.get("status_code", 0)) >= 300:
+        return None
+    body = response_dict.get("body")
+    if not isinstance(body, bytes):
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None  # botocore parses the untouched body and reports what is wrong with it
+
+
+def register_before_parse(client: Any, event: str, hook: Any, unique_id: str) -> None:
+    """Register ``hook`` for ``event`` on one aiobotocore ``client`` alone (idempotent, by
+    ``unique_id``); a client without an event system is left as it is."""
     events = getattr(getattr(client, "meta", None), "events", None)
     if events is not None:
-        events.register(_BEFORE_PARSE, parse_get_records, unique_id=_HOOK_ID)
+        events.register(event, hook, unique_id=unique_id)
+
+
+def install_get_records_parser(client: Any) -> None:
+    """Register :func:`parse_get_records` on one aiobotocore Kinesis ``client`` (idempotent)."""
+    register_before_parse(client, _BEFORE_PARSE, parse_get_records, _HOOK_ID)
