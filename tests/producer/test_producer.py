@@ -390,10 +390,12 @@ async def test_close_with_timeout_fails_what_is_left_and_reports_it() -> None:
     assert len(reported) == 50
 
 
-async def test_close_fails_records_of_a_request_cancelled_before_it_ran() -> None:
+@pytest.mark.parametrize("accept", ["put", "submit"])
+async def test_close_fails_records_of_a_request_cancelled_before_it_ran(accept: str) -> None:
     # The race behind a rare failure of the test above: aclose() cancels a request task that
     # the sender created in the same loop turn, so the task's body (and its own failure path)
-    # never runs. Those records are neither queued nor resolved; aclose() must still fail them.
+    # never runs. Those records are neither queued nor resolved; aclose() must still fail them,
+    # each once, whether they came with a future (put) or without (submit).
     kinesis = await make_stream(1)
     reported: list[KinesioError] = []
     producer = AsyncProducer(
@@ -403,7 +405,12 @@ async def test_close_fails_records_of_a_request_cancelled_before_it_ran() -> Non
         on_error=lambda r, e: reported.append(e),
     )
     await producer.start()
-    futures = [await producer.put(b"c", partition_key=f"k{i}") for i in range(20)]
+    futures = []
+    for i in range(20):
+        if accept == "put":
+            futures.append(await producer.put(b"c", partition_key=f"k{i}"))
+        else:
+            await producer.submit(b"c", f"k{i}")
     producer._sender.dispatch(producer._clock() + 31.0)  # past linger: the request is created
     requests = list(producer._sender.tasks)
     assert requests
@@ -413,6 +420,8 @@ async def test_close_fails_records_of_a_request_cancelled_before_it_ran() -> Non
     assert all(f.done() for f in futures)
     assert all(isinstance(f.exception(), ProducerClosedError) for f in futures)
     assert len(reported) == 20
+    assert all(isinstance(e, ProducerClosedError) for e in reported)
+    assert producer.metrics().user_records_failed == 20
     assert not await all_user_records(kinesis, STREAM)
 
 

@@ -85,30 +85,6 @@ async def test_a_submitted_record_that_fails_reaches_on_error_and_the_metrics() 
     assert all(isinstance(e, RecordExpiredError) for _, e in failed)
 
 
-async def test_close_fails_submitted_records_of_a_cancelled_request_once() -> None:
-    kinesis = await make_stream(1)
-    reported: list[KinesioError] = []
-    producer = AsyncProducer(
-        STREAM,
-        kinesis=kinesis,
-        settings=settings(linger=30.0, record_ttl=300.0),
-        on_error=lambda r, e: reported.append(e),
-    )
-    await producer.start()
-    for i in range(20):
-        await producer.submit(b"c", f"k{i}")
-    producer._sender.dispatch(producer._clock() + 31.0)  # past linger: the request is created
-    requests = list(producer._sender.tasks)
-    assert requests
-    for task in requests:
-        task.cancel()  # before its first step
-    await producer.aclose(timeout=0.2)
-    assert len(reported) == 20
-    assert all(isinstance(e, ProducerClosedError) for e in reported)
-    assert producer.metrics().user_records_failed == 20
-    assert not await all_user_records(kinesis, STREAM)
-
-
 async def test_submit_rejects_bad_input_and_a_full_backlog_like_put() -> None:
     kinesis = await make_stream(1)
     dropped: list[KinesioError] = []
