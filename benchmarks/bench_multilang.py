@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +133,27 @@ def wait_owners(
     return None
 
 
+def start_multilang(java: JavaWorker, *, new_session: bool) -> subprocess.Popen[bytes]:
+    """``kinesio multilang`` on the properties the Java daemon of ``java`` would read, running
+    the same processor (its log in ``java.log_dir``); ``new_session``: its own process group."""
+    props = java.workdir / "app.properties"
+    props.write_text(java.properties_text())
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(java.dist.python),
+        "INTEROP_WORKER": java.worker_id,
+        "INTEROP_LOG_DIR": str(java.log_dir),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "kinesio", "multilang", str(props)],
+        cwd=java.workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(java.workdir / "out.log").open("wb"),
+        start_new_session=new_session,
+    )
+
+
 def failover(kind: str, dist: Any, endpoints: Endpoints, stream: str, tmp: Path) -> float | None:
     """Two workers of ``kind`` with the KCL's default failover time (10 s) share the stream;
     one is killed with ``kill -9``: seconds until the other holds every lease."""
@@ -155,24 +176,7 @@ def failover(kind: str, dist: Any, endpoints: Endpoints, stream: str, tmp: Path)
             assert java.proc is not None
             procs.append(java.proc)
             return
-        props = java.workdir / "app.properties"
-        props.write_text(java.properties_text())
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(java.dist.python),
-            "INTEROP_WORKER": java.worker_id,
-            "INTEROP_LOG_DIR": str(java.log_dir),
-        }
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "kinesio", "multilang", str(props)],
-                cwd=java.workdir,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=(java.workdir / "out.log").open("wb"),
-                start_new_session=True,
-            )
-        )
+        procs.append(start_multilang(java, new_session=True))
 
     a, b = workers
     try:
@@ -232,22 +236,7 @@ def main() -> None:
             elif name == "kinesio multilang":
 
                 def start(java: JavaWorker = java) -> subprocess.Popen[bytes]:
-                    twin = replace(java)
-                    props = twin.workdir / "app.properties"
-                    props.write_text(twin.properties_text())
-                    env = {
-                        **os.environ,
-                        "PYTHONPATH": str(twin.dist.python),
-                        "INTEROP_WORKER": twin.worker_id,
-                        "INTEROP_LOG_DIR": str(twin.log_dir),
-                    }
-                    return subprocess.Popen(
-                        [sys.executable, "-m", "kinesio", "multilang", str(props)],
-                        cwd=twin.workdir,
-                        env=env,
-                        stdout=subprocess.DEVNULL,
-                        stderr=(twin.workdir / "out.log").open("wb"),
-                    )
+                    return start_multilang(java, new_session=False)
 
             else:
 
