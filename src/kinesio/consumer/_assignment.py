@@ -163,7 +163,6 @@ def shed(
     me: str,
     *,
     peers: AbstractSet[str],
-    receivers: AbstractSet[str],
     max_leases: int | None = None,
     limit: int = 1,
     rng: random.Random,
@@ -172,8 +171,8 @@ def shed(
 
     For workers that never steal (KCL 3.x): the share is :func:`plan`'s target with ``peers``
     counted; ``me`` gives away only what it holds above the target (never dropping below it),
-    at most ``limit`` leases, each to one of ``receivers`` (a subset of ``peers``) still below
-    the target, the least loaded first. The caller writes each hand-over conditionally (the
+    at most ``limit`` leases, each to one of ``peers`` still below the target, the least
+    loaded first. The caller writes each hand-over conditionally (the
     KCL 3 graceful hand-off: new ``leaseOwner``, ``checkpointOwner`` = ``me``); a lost race only
     means nothing moves this round.
     """
@@ -192,7 +191,7 @@ def shed(
         return []
     out: list[tuple[str, str]] = []
     for key in rng.sample(mine, excess):
-        below = sorted((counts[w], w) for w in receivers & set(peers) if counts[w] < target)
+        below = sorted((counts[w], w) for w in peers if counts[w] < target)
         if not below:
             break
         receiver = below[0][1]

@@ -117,7 +117,6 @@ class LeaseCoordinator(ShardSteps):
             else None
         )
         self._peers: frozenset[str] = frozenset()
-        self._receivers: frozenset[str] = frozenset()
         self._dead: dict[str, float] = {}  # KCL 3 workers seen dead, at their item's lut
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -288,16 +287,15 @@ class LeaseCoordinator(ShardSteps):
             # Only non-kinesio workers count from the table: kinesio workers count through
             # their leases (a dead one's fresh item would otherwise hold back its leases).
             fresh = await self.metrics_table.live_peers()
-            self._peers = _kcl3_share.counted_peers(fresh, self.table, self.expired(), self._dead)
-            self._receivers = self._peers
+            expired = self.expired()
+            self._peers = _kcl3_share.counted_peers(fresh, self.table, expired, self._dead)
             await _kcl3_share.shed_excess(
                 self.store,
                 self.held,
                 self.table,
-                self.expired(),
+                expired,
                 self.worker_id,
                 peers=self._peers,
-                receivers=self._receivers,
                 max_leases=self.settings.max_leases,
                 rng=self._rng,
             )

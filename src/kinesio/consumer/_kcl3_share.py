@@ -61,12 +61,11 @@ async def shed_excess(
     worker_id: str,
     *,
     peers: AbstractSet[str],
-    receivers: AbstractSet[str],
     max_leases: int | None,
     rng: random.Random,
     limit: int = MAX_SHED_PER_ROUND,
 ) -> list[str]:
-    """Hand leases above this worker's share to ``receivers`` (live KCL 3 workers below it).
+    """Hand leases above this worker's share to ``peers`` (live KCL 3 workers) below it.
 
     Returns the keys handed over. Each write is conditional on the lease counter this worker
     holds, so a concurrent renewal or another writer makes it fail harmlessly (nothing moves);
@@ -74,7 +73,7 @@ async def shed_excess(
     store that supports hand-offs nothing is shed: releasing would let any worker take the
     lease at once and a KCL 3 worker would still not. Raises :class:`kinesio.AWSError`.
     """
-    if not receivers or not isinstance(store, HandoffLeaseStore):
+    if not peers or not isinstance(store, HandoffLeaseStore):
         return []
     leases = [held[key].lease if key in held else lease for key, lease in table.items()]
     moves = _assignment.shed(
@@ -82,7 +81,6 @@ async def shed_excess(
         expired - held.keys(),
         worker_id,
         peers=peers,
-        receivers=receivers,
         max_leases=max_leases,
         limit=limit,
         rng=rng,
