@@ -24,6 +24,7 @@ from kinesio._errors import KinesioError, MalformedLeaseError, ResourceNotFoundE
 from kinesio._kinesis import StartingPosition
 from kinesio._models import AT_TIMESTAMP, LATEST, SHARD_END, TRIM_HORIZON, Lease, Shard
 from kinesio.cli._common import aws_config, console, execute, fail, kinesis_client, out_console
+from kinesio.leases._table import scan_items
 from kinesio.leases.base import is_lease_item
 from kinesio.leases.dynamodb import LEASE_KEY, lease_from_item
 
@@ -99,24 +100,17 @@ def human_millis(millis: int) -> str:
 
 async def _scan(client: Any, table: str) -> list[_Row]:
     rows: list[_Row] = []
-    args: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
-    while True:
-        with map_aws_errors("Scan"):
-            resp = await client.scan(**args)
-        for item in resp.get("Items", []):
-            if not is_lease_item(item):
-                continue
-            try:
-                lease = lease_from_item(item)
-            except MalformedLeaseError as exc:
-                key = item.get(LEASE_KEY, {}).get("S", "?") if isinstance(item, dict) else "?"
-                rows.append(_Row(str(key), problem=str(exc), state=MALFORMED))
-                continue
-            rows.append(_Row(lease.lease_key, lease=lease))
-        last = resp.get("LastEvaluatedKey")
-        if not last:
-            return rows
-        args["ExclusiveStartKey"] = last
+    async for item in scan_items(client, table, ConsistentRead=True):
+        if not is_lease_item(item):
+            continue
+        try:
+            lease = lease_from_item(item)
+        except MalformedLeaseError as exc:
+            key = item.get(LEASE_KEY, {}).get("S", "?") if isinstance(item, dict) else "?"
+            rows.append(_Row(str(key), problem=str(exc), state=MALFORMED))
+            continue
+        rows.append(_Row(lease.lease_key, lease=lease))
+    return rows
 
 
 async def _check_table(client: Any, table: str, application: str) -> None:

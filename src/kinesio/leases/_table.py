@@ -1,8 +1,10 @@
 """The lease table itself (SPEC §2): created if missing, waited for until ACTIVE, and its key
-schema checked, over an aiobotocore DynamoDB client.
+schema checked, over an aiobotocore DynamoDB client; and a table's items read by paginated
+Scan (``scan_items``: the lease store, the CLI's lease listing and the KCL 3 worker-metrics
+table read through it).
 
-Kept apart from the store's item writes: this runs once per store, before any lease is read,
-and is the only place that calls DescribeTable or CreateTable.
+Kept apart from the store's item writes: the table checks run once per store, before any
+lease is read, and are the only place that calls DescribeTable or CreateTable for it.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from kinesio._aws import map_aws_errors
@@ -106,3 +108,18 @@ def _check_schema(table_name: str, table: Mapping[str, Any]) -> None:
             "lease table has the single hash key 'leaseKey' of type S; use another "
             "table name"
         )
+
+
+async def scan_items(client: Any, table: str, **args: Any) -> AsyncIterator[dict[str, Any]]:
+    """Every item of ``table``, page after page of Scan (``args``: ``ConsistentRead``,
+    ``Limit`` per page...). Raises :class:`kinesio.AWSError` for a failed page."""
+    args["TableName"] = table
+    while True:
+        with map_aws_errors("Scan"):
+            page = await client.scan(**args)
+        for item in page.get("Items", []):
+            yield item
+        last = page.get("LastEvaluatedKey")
+        if not last:
+            return
+        args["ExclusiveStartKey"] = last

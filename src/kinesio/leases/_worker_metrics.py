@@ -23,6 +23,7 @@ from typing import Any
 
 from kinesio._aws import map_aws_errors
 from kinesio._errors import AccessDeniedError, KinesioError, ResourceNotFoundError
+from kinesio.leases._table import scan_items
 
 __all__ = ["WorkerMetricsError", "WorkerMetricsTable", "live_workers", "metrics_item"]
 
@@ -222,15 +223,7 @@ class WorkerMetricsTable:
         if not await self.exists():
             return {}
         client = await self._client()
-        items: list[Mapping[str, Any]] = []
-        kwargs: dict[str, Any] = {"TableName": self.table_name, "ConsistentRead": True}
-        while True:
-            with map_aws_errors("Scan"):
-                page = await client.scan(**kwargs)
-            items.extend(page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        items = [item async for item in scan_items(client, self.table_name, ConsistentRead=True)]
         live = live_workers(items, self._wall(), foreign_only=True) - {self._worker_id}
         return {i["wid"]["S"]: float(i["lut"]["N"]) for i in items if i["wid"]["S"] in live}
 

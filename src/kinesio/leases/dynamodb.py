@@ -33,7 +33,7 @@ from kinesio.leases._items import (
     lease_from_item,
     lease_to_item,
 )
-from kinesio.leases._table import ensure_lease_table
+from kinesio.leases._table import ensure_lease_table, scan_items
 from kinesio.leases.base import (
     CHECKPOINT_OWNER,
     PENDING_CHECKPOINT_STATE,
@@ -183,20 +183,14 @@ class DynamoDBLeaseStore:
         Raises :class:`MalformedLeaseError` if a lease item cannot be read.
         """
         client = await self._client()
-        leases: list[Lease] = []
-        args: dict[str, Any] = {"TableName": self.table_name, "ConsistentRead": consistent}
+        args: dict[str, Any] = {"ConsistentRead": consistent}
         if self._scan_page_size is not None:
             args["Limit"] = self._scan_page_size
-        while True:
-            with map_aws_errors("Scan"):
-                resp = await client.scan(**args)
-            for item in resp.get("Items", []):
-                if is_lease_item(item):
-                    leases.append(lease_from_item(item))
-            last = resp.get("LastEvaluatedKey")
-            if not last:
-                return leases
-            args["ExclusiveStartKey"] = last
+        return [
+            lease_from_item(item)
+            async for item in scan_items(client, self.table_name, **args)
+            if is_lease_item(item)
+        ]
 
     async def get_lease(self, lease_key: str) -> Lease | None:
         """The lease under ``lease_key`` (strongly consistent GetItem), or None."""
